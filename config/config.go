@@ -1,0 +1,360 @@
+// Package config loads pushworker's configuration from the environment (contract §7) and the
+// optional apps file, validates it once at start and hands it down as values.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Rate classes (contract §3).
+const (
+	ClassP2P    = "p2p"
+	ClassP2T    = "p2t"
+	ClassUCS    = "ucs"
+	ClassNotify = "notify"
+)
+
+// Classes lists every rate class.
+var Classes = []string{ClassP2P, ClassP2T, ClassUCS, ClassNotify}
+
+// DefaultApp is the app a job uses when it names none.
+const DefaultApp = "default"
+
+// Config is the whole configuration of the worker.
+type Config struct {
+	NATSURL      string `envconfig:"NATS_URL"`
+	NATSCreds    string `envconfig:"NATS_CREDS"`
+	NATSNKey     string `envconfig:"NATS_NKEY"`
+	NATSUser     string `envconfig:"NATS_USER"`
+	NATSPassword Secret `envconfig:"NATS_PASSWORD"`
+	NATSToken    Secret `envconfig:"NATS_TOKEN"`
+	NATSTLSCA    string `envconfig:"NATS_TLS_CA"`
+	NATSTLSCert  string `envconfig:"NATS_TLS_CERT"`
+	NATSTLSKey   string `envconfig:"NATS_TLS_KEY"`
+
+	EmbeddedListen string `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
+	DataDir        string `envconfig:"DATA_DIR" default:"./data"`
+
+	MIMCURL       string `envconfig:"MIMC_URL" default:"https://mimc.chat.xiaomi.net"`
+	MIMCAppID     string `envconfig:"MIMC_APP_ID"`
+	MIMCAppKey    Secret `envconfig:"MIMC_APP_KEY"`
+	MIMCAppSecret Secret `envconfig:"MIMC_APP_SECRET"`
+
+	NotifyURL         string `envconfig:"NOTIFY_URL"`
+	NotifyAppID       string `envconfig:"NOTIFY_APP_ID"`
+	NotifyAccessToken Secret `envconfig:"NOTIFY_ACCESS_TOKEN"`
+
+	AppsFile string `envconfig:"APPS_FILE"`
+
+	RateP2P    float64 `envconfig:"RATE_P2P" default:"1000"`
+	RateP2T    float64 `envconfig:"RATE_P2T" default:"1000"`
+	RateUCS    float64 `envconfig:"RATE_UCS" default:"1000"`
+	RateNotify float64 `envconfig:"RATE_NOTIFY" default:"100"`
+
+	Concurrency  int           `envconfig:"CONCURRENCY" default:"64"`
+	HTTPTimeout  time.Duration `envconfig:"HTTP_TIMEOUT" default:"10s"`
+	MaxAttempts  int           `envconfig:"MAX_ATTEMPTS" default:"8"`
+	RetryInitial time.Duration `envconfig:"RETRY_INITIAL" default:"1s"`
+	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"5m"`
+	DedupTTL     time.Duration `envconfig:"DEDUP_TTL" default:"24h"`
+
+	AdminAddr string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:8080"`
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+
+	Sandbox         bool          `envconfig:"SANDBOX" default:"false"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s"`
+	MaxJobBytes     int           `envconfig:"MAX_JOB_BYTES" default:"1048576"`
+
+	ManageStreams    bool          `envconfig:"MANAGE_STREAMS" default:"true"`
+	StreamReplicas   int           `envconfig:"STREAM_REPLICAS" default:"1"`
+	DuplicateWindow  time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m"`
+	ResultsMaxAge    time.Duration `envconfig:"RESULTS_MAX_AGE" default:"168h"`
+	DLQMaxAge        time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h"`
+	SubjectPrefix    string        `envconfig:"SUBJECT_PREFIX" default:"push"`
+	StreamPrefix     string        `envconfig:"STREAM_PREFIX" default:"PUSH"`
+	NotifyStatsEvery time.Duration `envconfig:"NOTIFY_STATS_INTERVAL" default:"60s"`
+	NotifyStatsFor   time.Duration `envconfig:"NOTIFY_STATS_FOR" default:"24h"`
+
+	// Apps holds every configured credential set by name, built from the variables above and
+	// the apps file. It is filled by Load, not by envconfig.
+	Apps map[string]App `ignored:"true"`
+}
+
+// App is one named credential set with its per-class rates (tokens per second).
+type App struct {
+	Name   string             `json:"-"`
+	MIMC   *MIMCCreds         `json:"mimc,omitempty"`
+	Notify *NotifyCreds       `json:"notify,omitempty"`
+	Rates  map[string]float64 `json:"rates,omitempty"`
+}
+
+// MIMCCreds are the MIMC server-side credentials of an app.
+type MIMCCreds struct {
+	AppID     string `json:"app_id"`
+	AppKey    Secret `json:"app_key"`
+	AppSecret Secret `json:"app_secret"`
+}
+
+// NotifyCreds are the notify API credentials of an app.
+type NotifyCreds struct {
+	AppID       string `json:"app_id"`
+	AccessToken Secret `json:"access_token"`
+	GroupID     string `json:"group_id,omitempty"`
+	UserID      string `json:"user_id,omitempty"`
+}
+
+// Rate returns the app's tokens per second for a class.
+func (a App) Rate(class string) float64 { return a.Rates[class] }
+
+// Error is a configuration error that names the variable at fault.
+type Error struct {
+	Var string
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Var + ": " + e.Msg }
+
+const envPrefix = "PUSH"
+
+// Load reads the configuration from the environment and the apps file and validates it.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process(envPrefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, &Error{Var: envPrefix + "_" + pe.KeyName, Msg: fmt.Sprintf("invalid value %q for type %s", pe.Value, pe.TypeName)}
+		}
+		return c, err
+	}
+	if err := c.finish(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Config) finish() error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	c.Apps = map[string]App{}
+	def := App{Name: DefaultApp}
+	if c.MIMCAppID != "" || !c.MIMCAppKey.IsZero() || !c.MIMCAppSecret.IsZero() {
+		def.MIMC = &MIMCCreds{AppID: c.MIMCAppID, AppKey: c.MIMCAppKey, AppSecret: c.MIMCAppSecret}
+	}
+	if c.NotifyAppID != "" || !c.NotifyAccessToken.IsZero() {
+		def.Notify = &NotifyCreds{AppID: c.NotifyAppID, AccessToken: c.NotifyAccessToken}
+	}
+	c.Apps[DefaultApp] = def
+	if c.AppsFile != "" {
+		apps, err := readAppsFile(c.AppsFile)
+		if err != nil {
+			return &Error{Var: "PUSH_APPS_FILE", Msg: err.Error()}
+		}
+		for name, a := range apps {
+			c.Apps[name] = a
+		}
+	}
+	for name, a := range c.Apps {
+		rates := map[string]float64{}
+		for _, cl := range Classes {
+			rates[cl] = c.DefaultRate(cl)
+		}
+		for cl, r := range a.Rates {
+			if _, ok := rates[cl]; !ok {
+				return &Error{Var: "PUSH_APPS_FILE", Msg: fmt.Sprintf("app %q: unknown rate class %q (want one of %s)", name, cl, strings.Join(Classes, ", "))}
+			}
+			if r <= 0 {
+				return &Error{Var: "PUSH_APPS_FILE", Msg: fmt.Sprintf("app %q: rate of %s must be positive", name, cl)}
+			}
+			rates[cl] = r
+		}
+		a.Name = name
+		a.Rates = rates
+		if a.MIMC != nil {
+			if err := checkMIMC(name, a.MIMC); err != nil {
+				return err
+			}
+		}
+		c.Apps[name] = a
+	}
+	return nil
+}
+
+func checkMIMC(app string, m *MIMCCreds) error {
+	v := "PUSH_APPS_FILE"
+	if app == DefaultApp {
+		v = "PUSH_MIMC_APP_ID"
+	}
+	if m.AppID == "" {
+		return &Error{Var: v, Msg: fmt.Sprintf("app %q: MIMC app id is empty", app)}
+	}
+	for _, r := range m.AppID {
+		if r < '0' || r > '9' {
+			return &Error{Var: v, Msg: fmt.Sprintf("app %q: MIMC app id must be a decimal number", app)}
+		}
+	}
+	return nil
+}
+
+func readAppsFile(path string) (map[string]App, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Apps map[string]App `json:"apps"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	for name := range f.Apps {
+		if name == "" || len(name) > 64 {
+			return nil, fmt.Errorf("app name %q must be 1-64 characters", name)
+		}
+	}
+	return f.Apps, nil
+}
+
+// DefaultRate returns the configured rate of a class from the PUSH_RATE_* variables.
+func (c *Config) DefaultRate(class string) float64 {
+	switch class {
+	case ClassP2P:
+		return c.RateP2P
+	case ClassP2T:
+		return c.RateP2T
+	case ClassUCS:
+		return c.RateUCS
+	case ClassNotify:
+		return c.RateNotify
+	}
+	return 0
+}
+
+func (c *Config) validate() error {
+	positive := []struct {
+		v   string
+		val float64
+	}{
+		{"PUSH_RATE_P2P", c.RateP2P}, {"PUSH_RATE_P2T", c.RateP2T}, {"PUSH_RATE_UCS", c.RateUCS}, {"PUSH_RATE_NOTIFY", c.RateNotify},
+		{"PUSH_CONCURRENCY", float64(c.Concurrency)}, {"PUSH_MAX_ATTEMPTS", float64(c.MaxAttempts)},
+		{"PUSH_MAX_JOB_BYTES", float64(c.MaxJobBytes)}, {"PUSH_STREAM_REPLICAS", float64(c.StreamReplicas)},
+	}
+	for _, p := range positive {
+		if !(p.val > 0) {
+			return &Error{Var: p.v, Msg: "must be positive"}
+		}
+	}
+	durations := []struct {
+		v string
+		d time.Duration
+	}{
+		{"PUSH_HTTP_TIMEOUT", c.HTTPTimeout}, {"PUSH_RETRY_INITIAL", c.RetryInitial}, {"PUSH_RETRY_MAX", c.RetryMax},
+		{"PUSH_DEDUP_TTL", c.DedupTTL}, {"PUSH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"PUSH_DUPLICATE_WINDOW", c.DuplicateWindow},
+		{"PUSH_RESULTS_MAX_AGE", c.ResultsMaxAge}, {"PUSH_DLQ_MAX_AGE", c.DLQMaxAge}, {"PUSH_NOTIFY_STATS_FOR", c.NotifyStatsFor},
+	}
+	for _, d := range durations {
+		if d.d <= 0 {
+			return &Error{Var: d.v, Msg: "must be a positive duration"}
+		}
+	}
+	if c.NotifyStatsEvery < 0 {
+		return &Error{Var: "PUSH_NOTIFY_STATS_INTERVAL", Msg: "must not be negative (0 turns polling off)"}
+	}
+	if c.RetryMax < c.RetryInitial {
+		return &Error{Var: "PUSH_RETRY_MAX", Msg: "must not be less than PUSH_RETRY_INITIAL"}
+	}
+	if c.StreamReplicas > 5 {
+		return &Error{Var: "PUSH_STREAM_REPLICAS", Msg: "must be at most 5"}
+	}
+	for _, u := range []struct{ v, s string }{{"PUSH_MIMC_URL", c.MIMCURL}, {"PUSH_NOTIFY_URL", c.NotifyURL}} {
+		if u.s == "" {
+			continue
+		}
+		pu, err := url.Parse(u.s)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return &Error{Var: u.v, Msg: "must be an http(s) URL"}
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled":
+	default:
+		return &Error{Var: "PUSH_LOG_LEVEL", Msg: "must be one of trace, debug, info, warn, error"}
+	}
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		return &Error{Var: "PUSH_LOG_FORMAT", Msg: "must be json or console"}
+	}
+	if !validToken(c.SubjectPrefix, true) {
+		return &Error{Var: "PUSH_SUBJECT_PREFIX", Msg: "must be a subject prefix without wildcards or spaces"}
+	}
+	if !validToken(c.StreamPrefix, false) {
+		return &Error{Var: "PUSH_STREAM_PREFIX", Msg: "must contain only letters, digits, '-' and '_'"}
+	}
+	if c.EmbeddedListen == "" {
+		return &Error{Var: "PUSH_EMBEDDED_LISTEN", Msg: "must be host:port"}
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return &Error{Var: "PUSH_NATS_TLS_CERT", Msg: "PUSH_NATS_TLS_CERT and PUSH_NATS_TLS_KEY must be set together"}
+	}
+	return nil
+}
+
+func validToken(s string, dots bool) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+		case r == '.' && dots:
+		default:
+			return false
+		}
+	}
+	return !strings.HasPrefix(s, ".") && !strings.HasSuffix(s, ".") && !strings.Contains(s, "..")
+}
+
+// AppNames returns the configured app names, sorted.
+func (c *Config) AppNames() []string {
+	names := make([]string, 0, len(c.Apps))
+	for n := range c.Apps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Secrets returns every configured secret value, for scrubbing text that must never hold one.
+func (c *Config) Secrets() []string {
+	var out []string
+	add := func(s Secret) {
+		if !s.IsZero() {
+			out = append(out, s.Reveal())
+		}
+	}
+	add(c.NATSPassword)
+	add(c.NATSToken)
+	for _, a := range c.Apps {
+		if a.MIMC != nil {
+			add(a.MIMC.AppKey)
+			add(a.MIMC.AppSecret)
+		}
+		if a.Notify != nil {
+			add(a.Notify.AccessToken)
+		}
+	}
+	return out
+}
