@@ -1,0 +1,273 @@
+// Package broker owns pushworker's side of NATS: the connection (or an embedded server),
+// the names of subjects, streams, consumers and buckets, and their idempotent set-up.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/jobs"
+)
+
+// Names derives every NATS name from the subject and stream prefixes.
+type Names struct {
+	Subject string // "push"
+	Stream  string // "PUSH"
+}
+
+// NamesFrom returns the names of a configuration.
+func NamesFrom(c config.Config) Names { return Names{Subject: c.SubjectPrefix, Stream: c.StreamPrefix} }
+
+// JobsStream is the work-queue stream of jobs.
+func (n Names) JobsStream() string { return n.Stream + "_JOBS" }
+
+// ResultsStream is the stream of results and notify stats.
+func (n Names) ResultsStream() string { return n.Stream + "_RESULTS" }
+
+// DLQStream is the dead-letter stream.
+func (n Names) DLQStream() string { return n.Stream + "_DLQ" }
+
+// DedupBucket is the KV bucket of request ids.
+func (n Names) DedupBucket() string { return n.Stream + "_DEDUP" }
+
+// LimiterBucket is the KV bucket the replicas share their rate budget through.
+func (n Names) LimiterBucket() string { return n.Stream + "_LIMITER" }
+
+// StatsBucket is the KV bucket of notify tasks being polled for delivery stats.
+func (n Names) StatsBucket() string { return n.Stream + "_NOTIFY_TASKS" }
+
+// JobSubject is where jobs of type t are published.
+func (n Names) JobSubject(t string) string { return n.Subject + ".jobs." + t }
+
+// JobsWildcard matches every job subject.
+func (n Names) JobsWildcard() string { return n.Subject + ".jobs.>" }
+
+// ResultSubject is the default result subject of type t.
+func (n Names) ResultSubject(t string) string { return n.Subject + ".results." + t }
+
+// NotifyStatsSubject is where notify delivery stats are published.
+func (n Names) NotifyStatsSubject() string { return n.Subject + ".results.notify_stats" }
+
+// DLQSubject is where rejected and failed jobs of type t go.
+func (n Names) DLQSubject(t string) string { return n.Subject + ".dlq." + t }
+
+// APISubject is the subject prefix of the request/reply API.
+func (n Names) APISubject() string { return n.Subject + ".api" }
+
+// ControlSubject carries messages between replicas (breaker state).
+func (n Names) ControlSubject(s string) string { return n.Subject + ".internal." + s }
+
+// Consumer is the durable consumer of a rate class.
+func (n Names) Consumer(class string) string { return "pushworker-" + class }
+
+// StartEmbedded starts an in-process NATS server with JetStream, listening on
+// PUSH_EMBEDDED_LISTEN and storing in PUSH_DATA_DIR.
+func StartEmbedded(c config.Config) (*server.Server, error) {
+	host, portS, err := net.SplitHostPort(c.EmbeddedListen)
+	if err != nil {
+		return nil, &config.Error{Var: "PUSH_EMBEDDED_LISTEN", Msg: err.Error()}
+	}
+	port, err := strconv.Atoi(portS)
+	if err != nil {
+		return nil, &config.Error{Var: "PUSH_EMBEDDED_LISTEN", Msg: "port must be a number"}
+	}
+	maxPayload := int32(8 << 20)
+	if c.MaxJobBytes*2 > int(maxPayload) {
+		maxPayload = int32(min(c.MaxJobBytes*2, 64<<20))
+	}
+	opts := &server.Options{
+		ServerName: "pushworker-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   c.DataDir,
+		MaxPayload: maxPayload,
+		NoSigs:     true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start on %s (is the port in use? set PUSH_EMBEDDED_LISTEN)", c.EmbeddedListen)
+	}
+	return s, nil
+}
+
+// Connect connects to url with the authentication and TLS settings of c.
+func Connect(c config.Config, url, name string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(64 << 20),
+		nats.PingInterval(10 * time.Second),
+	}
+	if c.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.NATSCreds))
+	}
+	if c.NATSNKey != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NATSNKey)
+		if err != nil {
+			return nil, &config.Error{Var: "PUSH_NATS_NKEY", Msg: err.Error()}
+		}
+		opts = append(opts, o)
+	}
+	if c.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(c.NATSUser, c.NATSPassword.Reveal()))
+	}
+	if !c.NATSToken.IsZero() {
+		opts = append(opts, nats.Token(c.NATSToken.Reveal()))
+	}
+	if c.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.NATSTLSCA))
+	}
+	if c.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.NATSTLSCert, c.NATSTLSKey))
+	}
+	opts = append(opts, extra...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(url), err)
+	}
+	return nc, nil
+}
+
+// redactURL hides passwords in nats://user:pass@host URLs.
+func redactURL(u string) string {
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "[redacted]" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// EnsureStreams creates or updates the jobs, results and DLQ streams (§2) when
+// PUSH_MANAGE_STREAMS is true, and checks that they exist when it is false.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, c config.Config) error {
+	n := NamesFrom(c)
+	cfgs := []jetstream.StreamConfig{
+		{
+			Name:        n.JobsStream(),
+			Description: "pushworker jobs",
+			Subjects:    []string{n.JobsWildcard()},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.StreamReplicas,
+			Duplicates:  c.DuplicateWindow,
+			MaxMsgSize:  -1,
+		},
+		{
+			Name:        n.ResultsStream(),
+			Description: "pushworker results and notify delivery stats",
+			Subjects:    []string{n.Subject + ".results.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.StreamReplicas,
+			MaxAge:      c.ResultsMaxAge,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:        n.DLQStream(),
+			Description: "pushworker jobs that were rejected or ran out of attempts",
+			Subjects:    []string{n.Subject + ".dlq.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.StreamReplicas,
+			MaxAge:      c.DLQMaxAge,
+			Duplicates:  2 * time.Minute,
+		},
+	}
+	for _, sc := range cfgs {
+		if !c.ManageStreams {
+			if _, err := js.Stream(ctx, sc.Name); err != nil {
+				return fmt.Errorf("stream %s: %w (PUSH_MANAGE_STREAMS is false, so it must exist)", sc.Name, err)
+			}
+			continue
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("creating or updating stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// ClassSubjects returns the job subjects of each rate class.
+func ClassSubjects(n Names) map[string][]string {
+	out := map[string][]string{}
+	for _, s := range jobs.Specs() {
+		out[s.Class] = append(out[s.Class], n.JobSubject(string(s.Type)))
+	}
+	return out
+}
+
+// ConsumerSettings size a class consumer.
+type ConsumerSettings struct {
+	AckWait       time.Duration
+	MaxAckPending int
+}
+
+// EnsureConsumer creates or updates the durable pull consumer of a rate class.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, class string, s ConsumerSettings) (jetstream.Consumer, error) {
+	subjects := ClassSubjects(n)[class]
+	if len(subjects) == 0 {
+		return nil, fmt.Errorf("unknown rate class %q", class)
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable:       n.Consumer(class),
+		Description:   "pushworker jobs of rate class " + class,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: s.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(subjects) == 1 {
+		cc.FilterSubject = subjects[0]
+	} else {
+		cc.FilterSubjects = subjects
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, n.JobsStream(), cc)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", cc.Durable, err)
+	}
+	return cons, nil
+}
+
+// KV opens or creates a KV bucket.
+func KV(ctx context.Context, js jetstream.JetStream, c config.Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("KV bucket %s: %w", bucket, err)
+	}
+	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   bucket,
+		TTL:      ttl,
+		Storage:  jetstream.FileStorage,
+		Replicas: c.StreamReplicas,
+		History:  1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating KV bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}

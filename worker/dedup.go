@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pushworker/pushworker/jobs"
+)
+
+// record is a request id's entry in the dedup bucket. While a job is in flight it holds the
+// owner message and the outcome of each call so far; once the upstream accepted the job it
+// holds the result, which copies of the job get back marked duplicate.
+type record struct {
+	State    string               `json:"state"` // stateInFlight or stateDone
+	Seq      uint64               `json:"seq"`   // stream sequence of the owning message
+	TS       int64                `json:"ts"`    // its stream timestamp (unix ns)
+	Failures int                  `json:"failures"`
+	Calls    []callState          `json:"calls,omitempty"`
+	Last     *jobs.UpstreamAnswer `json:"last,omitempty"`
+	LastErr  *jobs.Error          `json:"last_err,omitempty"`
+	Result   *jobs.Result         `json:"result,omitempty"`
+	Updated  time.Time            `json:"updated"`
+}
+
+// callState is the outcome of one upstream call of a job.
+type callState struct {
+	Done         bool        `json:"done,omitempty"`
+	Rejected     bool        `json:"rejected,omitempty"`
+	Partial      bool        `json:"partial,omitempty"`
+	PacketID     string      `json:"packet_id,omitempty"`
+	PacketIDs    []string    `json:"packet_ids,omitempty"`
+	FailTopicIDs []string    `json:"fail_topic_ids,omitempty"`
+	TaskID       *int64      `json:"task_id,omitempty"`
+	Err          *jobs.Error `json:"err,omitempty"`
+}
+
+const (
+	stateInFlight = "inflight"
+	stateDone     = "done"
+)
+
+func (r *record) anyDone() bool {
+	for _, c := range r.Calls {
+		if c.Done {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *record) owns(j *job) bool { return r.Seq == j.seq && r.TS == j.ts.UnixNano() }
+
+type claimState int
+
+const (
+	claimOwn  claimState = iota // the job may be sent (j.rec is ours)
+	claimDone                   // the request id has a stored result (j.rec holds it)
+	claimBusy                   // another copy is in flight
+)
+
+// dedupKey maps a request id (any printable ASCII) to a valid KV key.
+func dedupKey(requestID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(requestID))
+}
+
+// staleAfter is how old an in-flight record of another message must be before we check
+// whether that message still exists.
+const staleAfter = time.Minute
+
+// claim takes the request id for this job, or finds who has it.
+func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
+	key := dedupKey(j.d.RequestID)
+	fresh := func() *record {
+		return &record{State: stateInFlight, Seq: j.seq, TS: j.ts.UnixNano(), Calls: make([]callState, len(j.d.Calls)), Updated: time.Now()}
+	}
+	for range 5 {
+		e, err := w.dedup.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			rec := fresh()
+			b, _ := json.Marshal(rec)
+			rev, err := w.dedup.Create(ctx, key, b)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // lost a race with a copy: look again
+			}
+			if err != nil {
+				return 0, err
+			}
+			j.rec, j.rev = rec, rev
+			return claimOwn, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		var rec record
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			// A corrupt entry protects nothing: take it over.
+			return w.takeOver(ctx, j, key, e.Revision(), fresh())
+		}
+		switch {
+		case rec.State == stateDone:
+			j.rec = &rec
+			return claimDone, nil
+		case rec.owns(j):
+			if len(rec.Calls) != len(j.d.Calls) {
+				rec.Calls = make([]callState, len(j.d.Calls))
+			}
+			j.rec, j.rev = &rec, e.Revision()
+			return claimOwn, nil
+		case time.Since(rec.Updated) > staleAfter && !w.messageExists(ctx, rec.Seq):
+			// The owner is gone from the stream without finishing (purged or deleted).
+			return w.takeOver(ctx, j, key, e.Revision(), fresh())
+		default:
+			return claimBusy, nil
+		}
+	}
+	return claimBusy, nil
+}
+
+func (w *Worker) takeOver(ctx context.Context, j *job, key string, rev uint64, rec *record) (claimState, error) {
+	b, _ := json.Marshal(rec)
+	nrev, err := w.dedup.Update(ctx, key, b, rev)
+	if err != nil {
+		return claimBusy, nil
+	}
+	j.rec, j.rev = rec, nrev
+	return claimOwn, nil
+}
+
+func (w *Worker) messageExists(ctx context.Context, seq uint64) bool {
+	_, err := w.stream.GetMsg(ctx, seq)
+	return !errors.Is(err, jetstream.ErrMsgNotFound)
+}
+
+// saveRecord writes our in-flight record.
+func (w *Worker) saveRecord(ctx context.Context, j *job) error {
+	j.rec.Updated = time.Now()
+	b, _ := json.Marshal(j.rec)
+	rev, err := w.dedup.Update(ctx, dedupKey(j.d.RequestID), b, j.rev)
+	if err != nil {
+		return err
+	}
+	j.rev = rev
+	return nil
+}
+
+// remember stores the accepted result of the job under its request id.
+func (w *Worker) remember(ctx context.Context, j *job, res *jobs.Result) error {
+	rec := &record{State: stateDone, Seq: j.seq, TS: j.ts.UnixNano(), Result: res, Updated: time.Now()}
+	b, _ := json.Marshal(rec)
+	_, err := w.dedup.Put(ctx, dedupKey(j.d.RequestID), b)
+	return err
+}
+
+// forget drops our record: rejected, failed and expired jobs leave none.
+func (w *Worker) forget(ctx context.Context, j *job) error {
+	err := w.dedup.Delete(ctx, dedupKey(j.d.RequestID), jetstream.LastRevision(j.rev))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,53 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's Prometheus collectors.
+type Metrics struct {
+	jobs             *prometheus.CounterVec
+	attempts         *prometheus.CounterVec
+	waits            *prometheus.CounterVec
+	dedupHits        *prometheus.CounterVec
+	dlqWrites        *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	limiterWait      *prometheus.HistogramVec
+	inflight         prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_jobs_total", Help: "Jobs finished, by type and result status.",
+		}, []string{"type", "status"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_job_attempts_total", Help: "Upstream attempts that failed and were scheduled for retry, by type.",
+		}, []string{"type", "kind"}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_job_delays_total", Help: "Jobs handed back to wait without using an attempt, by type and reason (breaker, paused, in_flight_copy).",
+		}, []string{"type", "reason"}),
+		dedupHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_dedup_hits_total", Help: "Jobs answered with a stored result because their request id was already sent.",
+		}, []string{"type"}),
+		dlqWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_dlq_writes_total", Help: "Entries written to the dead-letter stream, by type.",
+		}, []string{"type"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pushworker_upstream_request_duration_seconds", Help: "Upstream call duration by upstream, path and outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"upstream", "path", "outcome"}),
+		limiterWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pushworker_limiter_wait_seconds", Help: "Time jobs waited for rate budget, by class.",
+			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 30},
+		}, []string{"class"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushworker_jobs_in_flight", Help: "Jobs being processed by this replica.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.inflight)
+	}
+	return m
+}

@@ -1,0 +1,155 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/pushworker/pushworker/jobs"
+)
+
+// finish ends a job: it remembers an accepted result, writes rejected and failed jobs to
+// the DLQ, publishes the result, forgets the request id of a job that was not accepted,
+// and acks (or terms) the message. If NATS cannot take the result, the job is handed
+// back and finished on its next delivery; nothing is dropped.
+func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
+	res.CompletedAt = time.Now().UTC()
+	accepted := res.Status == jobs.StatusSent || res.Status == jobs.StatusPartial
+	if accepted && j.rec != nil {
+		if err := w.remember(ctx, j, res); err != nil {
+			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not record the result; retrying the finish")
+			w.handBack(j, time.Second)
+			return
+		}
+	}
+	if res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed {
+		if err := w.publishDLQ(ctx, j, res); err != nil {
+			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not write the DLQ entry; retrying the finish")
+			w.handBack(j, time.Second)
+			return
+		}
+	}
+	if err := w.publishResult(ctx, j, res); err != nil {
+		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not publish the result; retrying the finish")
+		w.handBack(j, time.Second)
+		return
+	}
+	if !accepted && j.rec != nil {
+		if err := w.forget(ctx, j); err != nil {
+			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not drop the request id's record")
+		}
+	}
+	var err error
+	if res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed {
+		err = j.msg.Term()
+	} else {
+		err = j.msg.Ack()
+	}
+	if err != nil {
+		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("ack failed; a redelivery will republish the same result")
+	}
+	w.observe(res)
+	if accepted && w.o.OnAccepted != nil {
+		w.o.OnAccepted(j.d, res)
+	}
+}
+
+// replay answers a job whose request id already has a stored result.
+func (w *Worker) replay(ctx context.Context, j *job) {
+	res := *j.rec.Result
+	if !j.rec.owns(j) {
+		// A copy: the stored result again, marked duplicate, for the copy.
+		res.Duplicate = true
+		res.JobSeq = j.seq
+		res.EnqueuedAt = j.ts.UTC()
+		w.m.dedupHits.WithLabelValues(j.d.Type).Inc()
+	}
+	if err := w.publishResult(ctx, j, &res); err != nil {
+		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not publish the result; retrying")
+		w.handBack(j, time.Second)
+		return
+	}
+	if err := j.msg.Ack(); err != nil {
+		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("ack failed")
+	}
+	w.observe(&res)
+}
+
+// msgID makes publishing the same job's result or DLQ entry twice a no-op within the
+// streams' duplicate window (a redelivery after a lost ack).
+func msgID(kind string, j *job) string {
+	return kind + "-" + strconv.FormatUint(j.seq, 10) + "-" + strconv.FormatInt(j.ts.UnixNano(), 36)
+}
+
+func (w *Worker) publishResult(ctx context.Context, j *job, res *jobs.Result) error {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	subject := j.d.ReplySubject
+	if subject == "" {
+		subject = w.n.ResultSubject(res.Type)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = w.scrub.bytes(data)
+	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
+	m.Header.Set(jobs.HeaderStatus, string(res.Status))
+	m.Header.Set(nats.MsgIdHdr, msgID("r", j))
+	_, err = w.js.PublishMsg(ctx, m)
+	return err
+}
+
+func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error {
+	e := jobs.DLQEntry{Subject: j.subject, Data: j.data, Result: *res}
+	if j.d.JSON != nil && json.Valid(j.d.JSON) {
+		var buf bytes.Buffer
+		if json.Compact(&buf, j.d.JSON) == nil {
+			e.Job = buf.Bytes()
+		}
+	}
+	if res.Error != nil && res.Error.Kind == jobs.KindCredentialsInJob {
+		e.Data, e.Job = redactCredentials(e.Data), redactCredentials(e.Job)
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	data = w.scrub.bytes(data)
+	m := nats.NewMsg(w.n.DLQSubject(res.Type))
+	m.Data = data
+	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
+	m.Header.Set(jobs.HeaderStatus, string(res.Status))
+	m.Header.Set(nats.MsgIdHdr, msgID("d", j))
+	if _, err := w.js.PublishMsg(ctx, m); err != nil {
+		return err
+	}
+	w.m.dlqWrites.WithLabelValues(res.Type).Inc()
+	return nil
+}
+
+// observe logs and counts a job's outcome.
+func (w *Worker) observe(res *jobs.Result) {
+	w.m.jobs.WithLabelValues(metricType(res.Type), string(res.Status)).Inc()
+	ev := w.log.Debug()
+	if res.Status == jobs.StatusFailed || res.Status == jobs.StatusRejected {
+		ev = w.log.Warn()
+	}
+	ev = ev.Str("request_id", res.RequestID).Str("type", res.Type).Str("app", res.App).
+		Str("status", string(res.Status)).Int("attempt", res.Attempts).Uint64("job_seq", res.JobSeq).Bool("duplicate", res.Duplicate)
+	if res.Error != nil {
+		ev = ev.Str("error_kind", string(res.Error.Kind)).Str("error", w.scrub.string(res.Error.Detail))
+	}
+	ev.Msg("job finished")
+}
+
+// metricType keeps unknown types from blowing up label cardinality.
+func metricType(t string) string {
+	if _, ok := jobs.Lookup(t); ok {
+		return t
+	}
+	return "unknown"
+}

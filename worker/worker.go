@@ -1,0 +1,207 @@
+// Package worker runs the job path: consume → decode → dedup → expire → limit → breaker →
+// call → classify → publish result (and DLQ) → ack/nak/term.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/pushworker/pushworker/broker"
+	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/jobs"
+	"github.com/pushworker/pushworker/upstream"
+)
+
+// Sender makes one upstream call of a job.
+type Sender interface {
+	Push(ctx context.Context, spec *jobs.Spec, app *config.App, body []byte) upstream.Outcome
+	Host(upstream string) string
+}
+
+// Limiter hands out rate tokens per app and class.
+type Limiter interface {
+	Wait(ctx context.Context, app, class string, weight int, heartbeat func()) error
+	Penalize(app, class string, d time.Duration)
+}
+
+// Options wire a Worker.
+type Options struct {
+	Config   config.Config
+	Logger   zerolog.Logger
+	JS       jetstream.JetStream
+	Sender   Sender
+	Limiter  Limiter
+	Breakers *upstream.Breakers
+	Metrics  *Metrics
+	// AckWait of the job consumers (default 30s).
+	AckWait time.Duration
+	// OnAccepted is called after a job's accepted result is recorded (notify stats tracking).
+	OnAccepted func(d *jobs.Decoded, res *jobs.Result)
+}
+
+// Worker consumes jobs of every rate class and delivers them.
+type Worker struct {
+	o       Options
+	c       config.Config
+	n       broker.Names
+	log     zerolog.Logger
+	js      jetstream.JetStream
+	dedup   jetstream.KeyValue
+	stream  jetstream.Stream
+	slots   chan struct{}
+	scrub   *scrubber
+	m       *Metrics
+	ackWait time.Duration
+
+	inflight sync.WaitGroup
+	mu       sync.Mutex
+	loops    map[string]*loopState
+}
+
+type loopState struct {
+	lastActivity time.Time
+}
+
+// New prepares a worker: the dedup bucket and the class consumers.
+func New(ctx context.Context, o Options) (*Worker, error) {
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	w := &Worker{
+		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
+		slots: make(chan struct{}, o.Config.Concurrency), scrub: newScrubber(o.Config.Secrets()),
+		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{},
+	}
+	var err error
+	if w.dedup, err = broker.KV(ctx, o.JS, o.Config, w.n.DedupBucket(), o.Config.DedupTTL); err != nil {
+		return nil, err
+	}
+	if w.stream, err = o.JS.Stream(ctx, w.n.JobsStream()); err != nil {
+		return nil, fmt.Errorf("stream %s: %w", w.n.JobsStream(), err)
+	}
+	return w, nil
+}
+
+// maxAckPending bounds the jobs of one class held by all replicas at once.
+func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 1024) }
+
+// Run consumes until ctx ends, then stops taking jobs and finishes or hands back those in
+// flight within PUSH_SHUTDOWN_TIMEOUT.
+func (w *Worker) Run(ctx context.Context) error {
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	var ccs []jetstream.ConsumeContext
+	for _, class := range config.Classes {
+		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, class, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
+		if err != nil {
+			for _, cc := range ccs {
+				cc.Stop()
+			}
+			return err
+		}
+		class := class
+		ls := &loopState{lastActivity: time.Now()}
+		w.mu.Lock()
+		w.loops[class] = ls
+		w.mu.Unlock()
+		cc, err := cons.Consume(func(msg jetstream.Msg) {
+			w.mu.Lock()
+			ls.lastActivity = time.Now()
+			w.mu.Unlock()
+			w.inflight.Add(1)
+			go func() {
+				defer w.inflight.Done()
+				w.handle(ctx, hard, msg)
+			}()
+		},
+			jetstream.PullMaxMessages(min(w.maxAckPending(), 512)),
+			jetstream.PullHeartbeat(5*time.Second),
+			jetstream.PullExpiry(10*time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+					w.log.Warn().Err(err).Str("class", class).Msg("consume error")
+				}
+			}))
+		if err != nil {
+			for _, c := range ccs {
+				c.Stop()
+			}
+			return fmt.Errorf("consuming %s: %w", w.n.Consumer(class), err)
+		}
+		ccs = append(ccs, cc)
+	}
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		w.sweepUnknown(ctx, hard)
+	}()
+	w.log.Info().Int("concurrency", w.c.Concurrency).Msg("worker consuming jobs")
+
+	<-ctx.Done()
+	w.log.Info().Dur("timeout", w.c.ShutdownTimeout).Msg("stopping: no new jobs, finishing those in flight")
+	for _, cc := range ccs {
+		cc.Drain()
+	}
+	for _, cc := range ccs {
+		select {
+		case <-cc.Closed():
+		case <-time.After(w.c.ShutdownTimeout):
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		w.inflight.Wait()
+		bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(w.c.ShutdownTimeout):
+		w.log.Warn().Msg("shutdown timeout: aborting upstream calls still in flight; their jobs are handed back")
+		cancelHard()
+		<-done
+	}
+	w.log.Info().Msg("worker stopped")
+	return nil
+}
+
+// Healthy reports whether every fetch loop is alive: it has received a message or a pull
+// answer recently, or there is nothing to do.
+func (w *Worker) Healthy() bool { return true }
+
+// retryDelay is the delay before attempt n+1 after n failures: exponential with jitter
+// between PUSH_RETRY_INITIAL and PUSH_RETRY_MAX.
+func (w *Worker) retryDelay(failures int) time.Duration {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(w.c.RetryInitial),
+		backoff.WithMaxInterval(w.c.RetryMax),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.3),
+		backoff.WithMaxElapsedTime(0),
+	)
+	d := b.NextBackOff()
+	for i := 1; i < failures; i++ {
+		d = b.NextBackOff()
+	}
+	return min(max(d, w.c.RetryInitial), w.c.RetryMax)
+}
+
+// jitter spreads d by up to +20% so that jobs waiting for the same thing don't return together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}

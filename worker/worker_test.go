@@ -1,0 +1,337 @@
+package worker_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pushworker/pushworker/jobs"
+)
+
+func TestSendP2PRoundTrip(t *testing.T) {
+	e := newEnv(t, nil)
+	seq := e.publish("p2p", p2pJob("order-1"))
+	res, m := e.result(10 * time.Second)
+	if res.Status != jobs.StatusSent || res.RequestID != "order-1" || res.Type != "p2p" || res.App != "default" {
+		t.Fatalf("result = %+v", res)
+	}
+	if res.PacketID == "" || res.Attempts != 1 || res.Duplicate || res.JobSeq != seq {
+		t.Fatalf("result = %+v", res)
+	}
+	if res.Upstream == nil || res.Upstream.HTTPStatus != 200 || res.Upstream.Code != 200 || res.Upstream.Message != "success" {
+		t.Fatalf("upstream = %+v", res.Upstream)
+	}
+	if m.Subject != "push.results.p2p" || m.Header.Get("Push-Request-Id") != "order-1" || m.Header.Get("Push-Status") != "sent" {
+		t.Fatalf("subject %s headers %v", m.Subject, m.Header)
+	}
+	if res.EnqueuedAt.IsZero() || res.CompletedAt.Before(res.EnqueuedAt) {
+		t.Fatalf("times %v %v", res.EnqueuedAt, res.CompletedAt)
+	}
+	reqs := e.up.requests()
+	if len(reqs) != 1 || reqs[0].Path != "/api/push/p2p/" || reqs[0].Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("requests = %+v", reqs)
+	}
+	var body map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(reqs[0].Body)))
+	dec.UseNumber()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if body["appId"] != json.Number(testAppID) || body["appKey"] != testKey || body["appSecret"] != testSecret ||
+		body["fromAccount"] != "shop" || body["toAccount"] != "u42" || body["msg"] != "hello" {
+		t.Fatalf("upstream body = %s", reqs[0].Body)
+	}
+	if strings.Contains(string(m.Data), testKey) || strings.Contains(e.logs.String(), testKey) || strings.Contains(e.logs.String(), testSecret) {
+		t.Fatal("a secret leaked into a result or the logs")
+	}
+}
+
+func TestEveryMIMCTypeAndTopicIDs(t *testing.T) {
+	e := newEnv(t, nil)
+	big := "9223372036854775807"
+	cases := []struct {
+		typ, path string
+		payload   string
+		wantBody  []string
+	}{
+		{"p2p_more", "/api/push/p2p/more", `{"fromAccount":"a","toAccounts":["b","c"],"msg":"aGk=","msgType":"base64","isStore":false,"bizType":"x"}`,
+			[]string{`"toAccounts":["b","c"]`, `"msgType":"base64"`, `"isStore":false`, `"bizType":"x"`}},
+		{"p2t", "/api/push/p2t/", `{"fromAccount":"a","topicId":"` + big + `","msg":"m"}`, []string{`"topicId":` + big}},
+		{"p2t_more", "/api/push/p2t/more", `{"fromAccount":"a","topicIds":[` + big + `,"12"],"msg":"m"}`, []string{`"topicIds":[` + big + `,12]`}},
+		{"ucs", "/api/push/ucs/singleMsgPush", `{"fromAccount":"a","topicId":123456789012345678,"message":"m","fromResource":"r"}`,
+			[]string{`"topicId":123456789012345678`, `"fromResource":"r"`}},
+		{"ucs_multi_msg", "/api/push/ucs/multiMsgPush", `{"fromAccount":"a","topicId":5,"messages":["x","y"]}`, []string{`"messages":["x","y"]`}},
+		{"ucs_multi_topic", "/api/push/ucs/multiTopicPush", `{"fromAccount":"a","topicIds":["7","8"],"message":"m"}`, []string{`"topicIds":[7,8]`}},
+	}
+	for i, c := range cases {
+		e.up.setAnswer(nil)
+		if c.typ == "ucs_multi_msg" {
+			e.up.setAnswer(func(recorded) (int, string) {
+				return 200, `{"code":200,"message":"success","data":{"packetIds":["p1"]}}`
+			})
+		}
+		if c.typ == "ucs_multi_topic" {
+			e.up.setAnswer(func(recorded) (int, string) {
+				return 200, `{"code":200,"message":"success","data":{"succPacketIds":["p7"],"failTopicIds":[8]}}`
+			})
+		}
+		e.publish(c.typ, fmt.Sprintf(`{"request_id":"t-%d","payload":%s}`, i, c.payload))
+		res, _ := e.result(10 * time.Second)
+		reqs := e.up.requests()
+		last := reqs[len(reqs)-1]
+		if last.Path != c.path {
+			t.Fatalf("%s: path %s", c.typ, last.Path)
+		}
+		for _, w := range c.wantBody {
+			if !strings.Contains(string(last.Body), w) {
+				t.Fatalf("%s: body %s lacks %s", c.typ, last.Body, w)
+			}
+		}
+		switch c.typ {
+		case "ucs_multi_msg":
+			if res.Status != jobs.StatusSent || len(res.PacketIDs) != 1 || res.PacketIDs[0] != "p1" {
+				t.Fatalf("%s: %+v", c.typ, res)
+			}
+		case "ucs_multi_topic":
+			if res.Status != jobs.StatusPartial || res.PacketIDs[0] != "p7" || res.FailTopicIDs[0] != "8" || res.Error == nil {
+				t.Fatalf("%s: %+v", c.typ, res)
+			}
+		default:
+			if res.Status != jobs.StatusSent || res.PacketID == "" {
+				t.Fatalf("%s: %+v", c.typ, res)
+			}
+		}
+	}
+}
+
+func TestBadInputIsRejectedWithDLQ(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_MAX_JOB_BYTES": "2000"})
+	big := `{"payload":{"fromAccount":"a","toAccount":"b","msg":"` + strings.Repeat("x", 3000) + `"}}`
+	cases := []struct {
+		name, typ, data string
+		kind            jobs.ErrorKind
+		detail          string
+		subject         string
+	}{
+		{"not json", "p2p", `{not json`, jobs.KindInvalidJob, "JSON", ""},
+		{"unknown type", "sms", `{"request_id":"u1","payload":{}}`, jobs.KindUnknownType, "sms", ""},
+		{"missing payload", "p2p", `{"request_id":"m1"}`, jobs.KindInvalidJob, "payload", ""},
+		{"missing toAccount", "p2p", `{"payload":{"fromAccount":"a","msg":"m"}}`, jobs.KindInvalidJob, "payload.toAccount", ""},
+		{"empty toAccounts", "p2p_more", `{"payload":{"fromAccount":"a","toAccounts":[],"msg":"m"}}`, jobs.KindInvalidJob, "payload.toAccounts", ""},
+		{"bad base64", "p2p", `{"payload":{"fromAccount":"a","toAccount":"b","msg":"!!","msgType":"base64"}}`, jobs.KindInvalidJob, "base64", ""},
+		{"bad msgType", "p2p", `{"payload":{"fromAccount":"a","toAccount":"b","msg":"m","msgType":"hex"}}`, jobs.KindInvalidJob, "msgType", ""},
+		{"float topic", "p2t", `{"payload":{"fromAccount":"a","topicId":1.5,"msg":"m"}}`, jobs.KindInvalidJob, "payload.topicId", ""},
+		{"credentials", "p2p", `{"payload":{"fromAccount":"a","toAccount":"b","msg":"m","appKey":"leaked-key-999"}}`, jobs.KindCredentialsInJob, "appKey", ""},
+		{"too large", "p2p", big, jobs.KindTooLarge, "limit", ""},
+		{"bad reply subject", "p2p", `{"reply_subject":"other.subject","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "reply_subject", ""},
+		{"wildcard reply subject", "p2p", `{"reply_subject":"push.results.*","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "reply_subject", ""},
+		{"unknown app", "p2p", `{"app":"nope","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindUnknownApp, "nope", ""},
+		{"notify not configured", "notify", `{"payload":{"audience":"all","message":{"title":"t","body":"b"}}}`, jobs.KindUnknownApp, "PUSH_NOTIFY_URL", ""},
+		{"bad not_after", "p2p", `{"not_after":"tomorrow","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "not_after", ""},
+		{"long request id", "p2p", `{"request_id":"` + strings.Repeat("r", 129) + `","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "request_id", ""},
+	}
+	for _, c := range cases {
+		seq := e.publish(c.typ, c.data)
+		res, m := e.result(10 * time.Second)
+		if res.Status != jobs.StatusRejected || res.Error == nil || res.Error.Kind != c.kind || !strings.Contains(res.Error.Detail, c.detail) {
+			t.Fatalf("%s: result = %+v error %+v", c.name, res, res.Error)
+		}
+		if res.JobSeq != seq || m.Header.Get("Push-Status") != "rejected" || res.Attempts != 0 {
+			t.Fatalf("%s: seq %d headers %v attempts %d", c.name, res.JobSeq, m.Header, res.Attempts)
+		}
+		if m.Subject != "push.results."+c.typ {
+			t.Fatalf("%s: subject %s", c.name, m.Subject)
+		}
+	}
+	if n := len(e.up.requests()); n != 0 {
+		t.Fatalf("upstream called %d times for invalid jobs", n)
+	}
+	dl := e.dlq()
+	if len(dl) != len(cases) {
+		t.Fatalf("DLQ has %d entries, want %d", len(dl), len(cases))
+	}
+	for i, d := range dl {
+		c := cases[i]
+		if d.Subject != "push.jobs."+c.typ || d.Result.Status != jobs.StatusRejected || d.Result.Error.Kind != c.kind {
+			t.Fatalf("DLQ %d: %+v", i, d)
+		}
+		if c.kind != jobs.KindCredentialsInJob && string(d.Data) != c.data {
+			t.Fatalf("DLQ %d data = %q", i, d.Data)
+		}
+		if c.kind == jobs.KindCredentialsInJob && (strings.Contains(string(d.Data), "leaked-key-999") || strings.Contains(string(d.Job), "leaked-key-999")) {
+			t.Fatalf("credential kept in DLQ: %s", d.Data)
+		}
+	}
+	// The stream holds nothing any more: every bad job was taken off.
+	waitFor(t, 5*time.Second, "empty jobs stream", func() bool {
+		s, err := e.js.Stream(t.Context(), "PUSH_JOBS")
+		return err == nil && s.CachedInfo().State.Msgs == 0 || func() bool {
+			i, err := s.Info(t.Context())
+			return err == nil && i.State.Msgs == 0
+		}()
+	})
+}
+
+func TestRetriesThenSent(t *testing.T) {
+	e := newEnv(t, nil)
+	calls := 0
+	e.up.setAnswer(func(recorded) (int, string) {
+		calls++
+		switch calls {
+		case 1:
+			return 503, `{"code":503,"message":"busy"}`
+		case 2:
+			return 200, `{"code":500,"message":"internal"}`
+		}
+		return 200, ""
+	})
+	e.publish("p2p", p2pJob("retry-1"))
+	res, _ := e.result(10 * time.Second)
+	if res.Status != jobs.StatusSent || res.Attempts != 3 {
+		t.Fatalf("result = %+v", res)
+	}
+}
+
+func TestRetriesExhaustedFail(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up.setAnswer(func(recorded) (int, string) { return 502, "bad gateway" })
+	e.publish("p2p", p2pJob("fail-1"))
+	res, m := e.result(10 * time.Second)
+	if res.Status != jobs.StatusFailed || res.Attempts != 3 || res.Error.Kind != jobs.KindUpstreamUnavailable || res.Upstream.HTTPStatus != 502 {
+		t.Fatalf("result = %+v %+v", res, res.Error)
+	}
+	if m.Header.Get("Push-Status") != "failed" || len(e.up.requests()) != 3 {
+		t.Fatalf("headers %v, %d calls", m.Header, len(e.up.requests()))
+	}
+	if dl := e.dlq(); len(dl) != 1 || dl[0].Result.Status != jobs.StatusFailed {
+		t.Fatalf("dlq = %+v", dl)
+	}
+	// A failed job leaves no record: the same request id is processed afresh.
+	e.up.setAnswer(nil)
+	e.publish("p2p", p2pJob("fail-1"))
+	res, _ = e.result(10 * time.Second)
+	if res.Status != jobs.StatusSent || res.Duplicate {
+		t.Fatalf("resend after failure = %+v", res)
+	}
+}
+
+func TestPermanentRejection(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up.setAnswer(func(recorded) (int, string) { return 400, `{"code":400,"message":"toAccount invalid"}` })
+	e.publish("p2p", p2pJob("perm-1"))
+	res, _ := e.result(10 * time.Second)
+	if res.Status != jobs.StatusRejected || res.Error.Kind != jobs.KindUpstreamRejected || res.Attempts != 1 || len(e.up.requests()) != 1 {
+		t.Fatalf("result = %+v", res)
+	}
+	if !strings.Contains(res.Error.Detail, "toAccount invalid") {
+		t.Fatalf("detail = %q", res.Error.Detail)
+	}
+}
+
+func TestDuplicateRequestID(t *testing.T) {
+	e := newEnv(t, nil)
+	e.publish("p2p", p2pJob("dup-1"))
+	first, _ := e.result(10 * time.Second)
+	job := p2pJob("dup-1")
+	job["reply_subject"] = "push.results.mine"
+	seq := e.publish("p2p", job)
+	second, m := e.result(10 * time.Second)
+	if !second.Duplicate || second.PacketID != first.PacketID || second.JobSeq != seq || m.Subject != "push.results.mine" {
+		t.Fatalf("second = %+v on %s", second, m.Subject)
+	}
+	// Request id from Nats-Msg-Id when the job has none; from the sequence otherwise.
+	e.publish("p2p", `{"payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, "Nats-Msg-Id", "hdr-7")
+	r3, _ := e.result(10 * time.Second)
+	s4 := e.publish("p2p", `{"payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`)
+	r4, _ := e.result(10 * time.Second)
+	if r3.RequestID != "hdr-7" || r4.RequestID != fmt.Sprintf("seq-%d", s4) {
+		t.Fatalf("request ids %q %q", r3.RequestID, r4.RequestID)
+	}
+	if n := len(e.up.requests()); n != 3 {
+		t.Fatalf("upstream called %d times, want 3", n)
+	}
+}
+
+func TestExpiredAndReplySubject(t *testing.T) {
+	e := newEnv(t, nil)
+	job := p2pJob("exp-1")
+	job["not_after"] = time.Now().Add(-time.Minute).Format(time.RFC3339)
+	e.publish("p2p", job)
+	res, m := e.result(10 * time.Second)
+	if res.Status != jobs.StatusExpired || res.Error.Kind != jobs.KindExpired || m.Header.Get("Push-Status") != "expired" {
+		t.Fatalf("result = %+v", res)
+	}
+	job = p2pJob("rs-1")
+	job["reply_subject"] = "push.results.team.orders"
+	job["not_after"] = time.Now().Add(time.Hour).Format(time.RFC3339)
+	e.publish("p2p", job)
+	res, m = e.result(10 * time.Second)
+	if res.Status != jobs.StatusSent || m.Subject != "push.results.team.orders" {
+		t.Fatalf("result %+v on %s", res, m.Subject)
+	}
+	if n := len(e.up.requests()); n != 1 {
+		t.Fatalf("upstream called %d times", n)
+	}
+	if len(e.dlq()) != 0 {
+		t.Fatal("expired jobs must not go to the DLQ")
+	}
+	// An expired job leaves no record either.
+	e.publish("p2p", p2pJob("exp-1"))
+	if res, _ := e.result(10 * time.Second); res.Status != jobs.StatusSent || res.Duplicate {
+		t.Fatalf("after expiry: %+v", res)
+	}
+}
+
+func TestConfigurationErrorPausesWithoutUsingAttempts(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up.setAnswer(func(recorded) (int, string) { return 401, `{"code":401,"message":"bad appSecret"}` })
+	e.publish("p2p", p2pJob("cfg-1"))
+	e.noResult(1500 * time.Millisecond)
+	probes := len(e.up.requests())
+	if probes < 2 {
+		t.Fatalf("expected repeated probes while paused, got %d", probes)
+	}
+	if !strings.Contains(e.logs.String(), `"app":"default"`) || !strings.Contains(e.logs.String(), "configuration is wrong") {
+		t.Fatalf("no error log naming the app: %s", e.logs.String())
+	}
+	e.up.setAnswer(nil) // configuration fixed
+	res, _ := e.result(10 * time.Second)
+	if res.Status != jobs.StatusSent || res.Attempts != 1 {
+		t.Fatalf("after fix: %+v (probes must not use attempts; max is 3)", res)
+	}
+}
+
+func TestBreakerDelaysInsteadOfFailing(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_MAX_ATTEMPTS": "8"})
+	var mu = make(chan struct{}, 1)
+	mu <- struct{}{}
+	down := true
+	e.up.setAnswer(func(recorded) (int, string) {
+		<-mu
+		defer func() { mu <- struct{}{} }()
+		if down {
+			return 500, ""
+		}
+		return 200, ""
+	})
+	for i := range 10 {
+		e.publish("p2p", p2pJob(fmt.Sprintf("brk-%d", i)))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	<-mu
+	down = false
+	calls := len(e.up.requests())
+	mu <- struct{}{}
+	// 10 jobs × 8 attempts would be 80 calls without a breaker; with it, far fewer.
+	if calls >= 40 {
+		t.Fatalf("breaker did not hold back calls: %d", calls)
+	}
+	for range 10 {
+		res, _ := e.result(15 * time.Second)
+		if res.Status != jobs.StatusSent {
+			t.Fatalf("result = %+v", res)
+		}
+	}
+}
