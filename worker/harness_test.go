@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,3 +307,49 @@ func p2pJob(id string) map[string]any {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// startWorkerOwnConn runs a worker on its own NATS connection and returns a function that
+// kills it abruptly: the connection is closed with nothing acked or handed back, as when the
+// process dies (kill -9). Upstream calls already sent still reach the upstream.
+func (e *env) startWorkerOwnConn(lim worker.Limiter) (kill func(), stop func()) {
+	e.t.Helper()
+	nc, err := nats.Connect(e.srv.ClientURL())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithCancel(context.Background())
+	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
+	client := &upstream.Client{HTTP: upstream.NewHTTPClient(2*time.Second, 16), MIMCURL: e.cfg.MIMCURL, NotifyURL: e.cfg.NotifyURL}
+	sender := &mortalSender{Client: client}
+	w, err := worker.New(ctx, worker.Options{
+		Config: e.cfg, Logger: log, JS: js, Sender: sender, Limiter: lim,
+		Breakers: upstream.NewBreakers(upstream.BreakerSettings{}),
+		AckWait:  2 * time.Second,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	var once sync.Once
+	kill = func() { once.Do(func() { sender.dead.Store(true); nc.Close(); cancel() }) }
+	stop = func() { once.Do(func() { cancel(); <-done; nc.Close() }) }
+	e.t.Cleanup(func() { kill(); <-done })
+	return kill, stop
+}
+
+// mortalSender stops making new upstream calls once its process is "dead"; calls already
+// on the wire complete, as they do when a real process is killed.
+type mortalSender struct {
+	*upstream.Client
+	dead atomic.Bool
+}
+
+func (s *mortalSender) Push(ctx context.Context, spec *jobs.Spec, app *config.App, body []byte) upstream.Outcome {
+	if s.dead.Load() {
+		<-ctx.Done() // a dead process makes no call and never answers
+		return upstream.Outcome{Kind: upstream.Retryable, Err: jobs.Errorf(jobs.KindUpstreamUnavailable, "dead")}
+	}
+	return s.Client.Push(ctx, spec, app, body)
+}

@@ -48,6 +48,13 @@ func (w *Worker) handle(soft, hard context.Context, msg jetstream.Msg) {
 	if meta, err := msg.Metadata(); err == nil {
 		j.seq, j.ts, j.delivered = meta.Sequence.Stream, meta.Timestamp, meta.NumDelivered
 	}
+	// A redelivery of a message this process is still handling (its ack wait ran out while
+	// it was slow) is left to the handler that has it: that one acks or hands it back.
+	if _, busy := w.active.LoadOrStore(j.seq, struct{}{}); busy {
+		_ = msg.InProgress()
+		return
+	}
+	defer w.active.Delete(j.seq)
 	w.m.inflight.Inc()
 	defer w.m.inflight.Dec()
 	defer func() {
@@ -198,7 +205,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	}
 	call := d.Calls[i]
 	start := time.Now()
-	if err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat); err != nil {
+	if err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat); err != nil || soft.Err() != nil {
 		return step{stopping: true}
 	}
 	w.m.limiterWait.WithLabelValues(spec.Class).Observe(time.Since(start).Seconds())
@@ -234,7 +241,13 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	return step{out: out}
 }
 
-func (w *Worker) acquireSlot(soft context.Context, j *job) bool {
+func (w *Worker) acquireSlot(soft context.Context, j *job) (ok bool) {
+	defer func() {
+		if ok && soft.Err() != nil { // stopping: start no new call
+			<-w.slots
+			ok = false
+		}
+	}()
 	select {
 	case w.slots <- struct{}{}:
 		return true

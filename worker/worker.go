@@ -62,6 +62,7 @@ type Worker struct {
 	ackWait time.Duration
 
 	inflight sync.WaitGroup
+	active   sync.Map // stream sequences being handled here
 	mu       sync.Mutex
 	loops    map[string]*loopState
 }
