@@ -163,7 +163,11 @@ func testConfig(t *testing.T, up string, vars map[string]string) config.Config {
 }
 
 func newEnv(t *testing.T, vars map[string]string) *env {
-	e := &env{t: t, up: newFakeUpstream(t), logs: &syncBuffer{}}
+	return newEnvWith(t, newFakeUpstream(t), vars)
+}
+
+func newEnvWith(t *testing.T, up *fakeUpstream, vars map[string]string) *env {
+	e := &env{t: t, up: up, logs: &syncBuffer{}}
 	e.srv = startNATS(t, "")
 	e.cfg = testConfig(t, e.up.URL, vars)
 	e.connect()
