@@ -68,7 +68,10 @@ type Worker struct {
 }
 
 type loopState struct {
-	lastActivity time.Time
+	lastActivity time.Time // last message received
+	firstMiss    time.Time // first of a run of missed pull heartbeats; zero when fine
+	lastMiss     time.Time // latest missed pull heartbeat
+	closed       bool      // the consume loop ended while the worker was running
 }
 
 // New prepares a worker: the dedup bucket and the class consumers.
@@ -119,6 +122,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			w.mu.Lock()
 			ls.lastActivity = time.Now()
+			ls.firstMiss = time.Time{}
 			w.mu.Unlock()
 			w.inflight.Add(1)
 			go func() {
@@ -130,9 +134,17 @@ func (w *Worker) Run(ctx context.Context) error {
 			jetstream.PullHeartbeat(5*time.Second),
 			jetstream.PullExpiry(10*time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-					w.log.Warn().Err(err).Str("class", class).Msg("consume error")
+				if errors.Is(err, jetstream.ErrNoHeartbeat) {
+					w.mu.Lock()
+					now := time.Now()
+					if ls.firstMiss.IsZero() || now.Sub(ls.lastMiss) > missGap {
+						ls.firstMiss = now
+					}
+					ls.lastMiss = now
+					w.mu.Unlock()
+					return
 				}
+				w.log.Warn().Err(err).Str("class", class).Msg("consume error")
 			}))
 		if err != nil {
 			for _, c := range ccs {
@@ -141,6 +153,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("consuming %s: %w", w.n.Consumer(class), err)
 		}
 		ccs = append(ccs, cc)
+		go func() {
+			<-cc.Closed()
+			if ctx.Err() == nil {
+				w.log.Error().Str("class", class).Msg("fetch loop ended unexpectedly")
+				w.mu.Lock()
+				ls.closed = true
+				w.mu.Unlock()
+			}
+		}()
 	}
 	var bg sync.WaitGroup
 	bg.Add(1)
@@ -178,9 +199,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// Healthy reports whether every fetch loop is alive: it has received a message or a pull
-// answer recently, or there is nothing to do.
-func (w *Worker) Healthy() bool { return true }
+// A fetch loop is stuck when it keeps missing its pull heartbeats (misses less than
+// missGap apart) for stuckAfter without receiving a message.
+const (
+	stuckAfter = 30 * time.Second
+	missGap    = 15 * time.Second
+)
+
+// Healthy reports whether every fetch loop is alive: none has ended, and none is stuck
+// while the NATS connection is up (an outage is /readyz's business, not a reason to restart).
+func (w *Worker) Healthy(connected bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	for _, ls := range w.loops {
+		if ls.closed {
+			return false
+		}
+		stuck := !ls.firstMiss.IsZero() && now.Sub(ls.lastMiss) < missGap && ls.lastMiss.Sub(ls.firstMiss) > stuckAfter
+		if stuck && connected {
+			return false
+		}
+	}
+	return true
+}
 
 // retryDelay is the delay before attempt n+1 after n failures: exponential with jitter
 // between PUSH_RETRY_INITIAL and PUSH_RETRY_MAX.
