@@ -1,0 +1,33 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publish sends a job of type t to <subjectPrefix>.jobs.<t> ("push" when subjectPrefix is
+// empty) and waits for JetStream's acknowledgement. When the job has a request id it is
+// also the message's Nats-Msg-Id, so that publishing the same job twice within the jobs
+// stream's duplicate window stores it once (the PubAck then says Duplicate).
+func Publish(ctx context.Context, js jetstream.JetStream, subjectPrefix string, t Type, job Job) (*jetstream.PubAck, error) {
+	if len(job.Payload) == 0 {
+		return nil, errors.New("jobs: the job has no payload")
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return nil, err
+	}
+	if subjectPrefix == "" {
+		subjectPrefix = "push"
+	}
+	m := nats.NewMsg(subjectPrefix + ".jobs." + string(t))
+	m.Data = data
+	if job.RequestID != "" {
+		m.Header.Set(nats.MsgIdHdr, job.RequestID)
+	}
+	return js.PublishMsg(ctx, m)
+}
