@@ -38,6 +38,9 @@ func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
 		w.handBack(j, time.Second)
 		return
 	}
+	if accepted && !w.accepted(ctx, j, res) {
+		return
+	}
 	if !accepted && j.rec != nil {
 		if err := w.forget(ctx, j); err != nil {
 			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not drop the request id's record")
@@ -53,9 +56,19 @@ func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
 		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("ack failed; a redelivery will republish the same result")
 	}
 	w.observe(res)
-	if accepted && w.o.OnAccepted != nil {
-		w.o.OnAccepted(j.d, res)
+}
+
+// accepted runs the OnAccepted hook; on failure the job is handed back.
+func (w *Worker) accepted(ctx context.Context, j *job, res *jobs.Result) bool {
+	if w.o.OnAccepted == nil {
+		return true
 	}
+	if err := w.o.OnAccepted(ctx, j.d, res); err != nil {
+		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not track the accepted job; retrying")
+		w.handBack(j, time.Second)
+		return false
+	}
+	return true
 }
 
 // replay answers a job whose request id already has a stored result.
@@ -71,6 +84,9 @@ func (w *Worker) replay(ctx context.Context, j *job) {
 	if err := w.publishResult(ctx, j, &res); err != nil {
 		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not publish the result; retrying")
 		w.handBack(j, time.Second)
+		return
+	}
+	if !res.Duplicate && !w.accepted(ctx, j, &res) {
 		return
 	}
 	if err := j.msg.Ack(); err != nil {

@@ -43,8 +43,10 @@ type Options struct {
 	Metrics  *Metrics
 	// AckWait of the job consumers (default 30s).
 	AckWait time.Duration
-	// OnAccepted is called after a job's accepted result is recorded (notify stats tracking).
-	OnAccepted func(d *jobs.Decoded, res *jobs.Result)
+	// OnAccepted is called for a job the upstream accepted, after its result is recorded and
+	// before the message is acked (notify stats tracking). An error hands the job back; the
+	// redelivery replays the stored result and calls OnAccepted again.
+	OnAccepted func(ctx context.Context, d *jobs.Decoded, res *jobs.Result) error
 }
 
 // Worker consumes jobs of every rate class and delivers them.
