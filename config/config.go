@@ -72,6 +72,7 @@ type Config struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
 
 	Sandbox         bool          `envconfig:"SANDBOX" default:"false"`
+	PProf           bool          `envconfig:"PPROF" default:"false"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s"`
 	MaxJobBytes     int           `envconfig:"MAX_JOB_BYTES" default:"1048576"`
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync"
@@ -95,6 +96,8 @@ func Run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		Rate:   func(app, class string) float64 { return c.Apps[app].Rate(class) },
 		Logger: log,
 	})
+	gauges := newGauges(reg)
+	bus := &breakerBus{nc: nc, subject: broker.NamesFrom(c).ControlSubject("breaker"), replica: replica, log: log}
 	breakers := upstream.NewBreakers(upstream.BreakerSettings{OnChange: func(g upstream.GateState) {
 		ev := log.Info()
 		if g.Open || g.Paused {
@@ -102,7 +105,15 @@ func Run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		}
 		ev.Str("app", g.App).Str("upstream", g.Upstream).Str("host", g.Host).Bool("open", g.Open).Bool("paused", g.Paused).
 			Str("detail", g.Detail).Msg("upstream gate changed")
+		gauges.gate(g)
+		bus.publish(g)
 	}})
+	bus.breakers, bus.hold = breakers, 3*breakers.OpenFor()
+	busSub, err := bus.subscribe()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = busSub.Unsubscribe() }()
 	client := &upstream.Client{HTTP: upstream.NewHTTPClient(c.HTTPTimeout, c.Concurrency), MIMCURL: c.MIMCURL, NotifyURL: c.NotifyURL}
 
 	poller, err := notifystats.New(ctx, notifystats.Options{Config: c, JS: js, Client: client, Breakers: breakers, Logger: log, ReplicaID: replica})
@@ -142,7 +153,7 @@ func Run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	defer func() { _ = apiSvc.Stop() }()
 
 	health := &health{nc: nc, js: js, c: c, breakers: breakers, worker: wk}
-	admin, err := startAdmin(c.AdminAddr, reg, health)
+	admin, err := startAdmin(c.AdminAddr, c.PProf, reg, health)
 	if err != nil {
 		return err
 	}
@@ -152,8 +163,9 @@ func Run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	defer stop()
 	var wg sync.WaitGroup
 	var coordErr error
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); health.run(runCtx) }()
+	go func() { defer wg.Done(); gauges.sample(runCtx, js, c, lim, coord) }()
 	go func() {
 		defer wg.Done()
 		if err := poller.Run(runCtx); err != nil {
@@ -227,11 +239,16 @@ func replicaID() string {
 }
 
 // startAdmin serves /metrics, /healthz and /readyz.
-func startAdmin(addr string, reg *prometheus.Registry, h *health) (*http.Server, error) {
+func startAdmin(addr string, pprofOn bool, reg *prometheus.Registry, h *health) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", h.healthz)
 	mux.HandleFunc("/readyz", h.readyz)
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/heap", pprof.Index)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, &config.Error{Var: "PUSH_ADMIN_ADDR", Msg: err.Error()}

@@ -165,6 +165,13 @@ func (g *Gate) Allow() (done func(Outcome), wait time.Duration, err error) {
 	}, 0, nil
 }
 
+// ClearRemote ends an opening that came from another replica (its probe succeeded).
+func (g *Gate) ClearRemote() {
+	g.mu.Lock()
+	g.remote = time.Time{}
+	g.mu.Unlock()
+}
+
 // OpenUntil opens the gate until t because another replica's breaker opened.
 func (g *Gate) OpenUntil(t time.Time) {
 	g.mu.Lock()
@@ -213,7 +220,7 @@ func (g *Gate) Blocked() (time.Duration, bool) {
 	remote := g.remote
 	g.mu.Unlock()
 	if d := time.Until(remote); d > 0 {
-		return d, true
+		return min(d, g.b.s.OpenFor), true
 	}
 	if g.conf.State() == gobreaker.StateOpen {
 		return g.b.s.ProbeEvery, true
