@@ -108,7 +108,10 @@ func NewJob(requestID string, p Payload) (Job, error) {
 type Meta struct {
 	Subject string // the subject it arrived on
 	MsgID   string // its Nats-Msg-Id header, if any
-	Seq     uint64 // its stream sequence
+	// RequestID is its Push-Request-Id header, if any: set by pushctl dlq replay so a job
+	// keeps its request id when that came from a header of the original message.
+	RequestID string
+	Seq       uint64 // its stream sequence
 }
 
 // Options bound decoding.
@@ -235,6 +238,9 @@ type payloadInput struct {
 }
 
 func fallbackRequestID(m Meta) string {
+	if validRequestID(m.RequestID) {
+		return m.RequestID
+	}
 	if validRequestID(m.MsgID) {
 		return m.MsgID
 	}

@@ -74,7 +74,8 @@ func (w *Worker) handle(soft, hard context.Context, msg jetstream.Msg) {
 // process is the life of one job, top to bottom.
 func (w *Worker) process(soft, hard context.Context, j *job) {
 	// 1. Decode and validate.
-	d, jerr := jobs.Decode(jobs.Meta{Subject: j.subject, MsgID: j.msg.Headers().Get("Nats-Msg-Id"), Seq: j.seq},
+	h := j.msg.Headers()
+	d, jerr := jobs.Decode(jobs.Meta{Subject: j.subject, MsgID: h.Get("Nats-Msg-Id"), RequestID: h.Get(jobs.HeaderRequestID), Seq: j.seq},
 		j.data, jobs.Options{SubjectPrefix: w.c.SubjectPrefix, MaxBytes: w.c.MaxJobBytes})
 	j.d = d
 	if jerr == nil {

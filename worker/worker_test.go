@@ -249,6 +249,11 @@ func TestDuplicateRequestID(t *testing.T) {
 	if r3.RequestID != "hdr-7" || r4.RequestID != fmt.Sprintf("seq-%d", s4) {
 		t.Fatalf("request ids %q %q", r3.RequestID, r4.RequestID)
 	}
+	// A replayed job (pushctl dlq replay) carries its id in Push-Request-Id.
+	e.publish("p2p", `{"payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, "Push-Request-Id", "hdr-7")
+	if r5, _ := e.result(10 * time.Second); r5.RequestID != "hdr-7" || !r5.Duplicate {
+		t.Fatalf("Push-Request-Id header: %+v", r5)
+	}
 	if n := len(e.up.requests()); n != 3 {
 		t.Fatalf("upstream called %d times, want 3", n)
 	}

@@ -418,6 +418,11 @@ func (a *app) replayOne(ctx context.Context, sess *session, dlq jetstream.Stream
 	}
 	m := nats.NewMsg(e.Subject)
 	m.Data = e.Data
+	// Keep the job's request id even when it came from a header of the original message
+	// (not from its bytes); an id made from the old stream sequence means "none".
+	if reqID != "" && reqID != fmt.Sprintf("seq-%d", e.Result.JobSeq) {
+		m.Header.Set(jobs.HeaderRequestID, reqID)
+	}
 	pctx, cancel := apiContext(ctx)
 	ack, err := sess.js.PublishMsg(pctx, m)
 	cancel()
