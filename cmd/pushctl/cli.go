@@ -31,18 +31,18 @@ type command struct {
 
 // commands is pushctl's command table, in the order "pushctl help" lists them.
 //
-// New commands are added here. The request/reply API of contract §9 gets its commands
-// here too — "topic" (push.api.topic.*) and "certificate" (push.api.certificate) — in
-// their own files, using a.connect for the connection and a.names.APISubject() for the
-// subjects.
+// New commands are added here, each in its own file. The request/reply API of contract §9
+// has "topic" (push.api.topic.*), "certificate" (push.api.certificate) and "task"
+// (push.api.task.detail), in topic.go.
 var commands = []command{
 	{name: "send", args: "<type> [flags] | --file jobs.ndjson [--type T]", summary: "publish one job, or every job of an NDJSON file", run: runSend},
 	{name: "results", args: "[--follow] [--request-id ID] [--status S] [--type T] [--since D]", summary: "print results from the results stream", run: runResults},
 	{name: "stats", args: "[--follow] [--request-id ID] [--since D]", summary: "print notify delivery stats", run: runStats},
 	{name: "dlq", args: "list|show|replay ...", summary: "inspect and replay the dead-letter stream", run: runDLQ},
 	{name: "status", args: "", summary: "show streams, consumers, pending jobs, replicas and service instances", run: runStatus},
-	// {name: "topic", ...}:       MIMC topic management over push.api.topic.* (contract §9)
-	// {name: "certificate", ...}: notify certificate check over push.api.certificate (contract §9)
+	{name: "topic", args: "create|update|delete|members|list|info|online|forbid [flags]", summary: "manage MIMC topics over push.api.topic.* (contract §9)", run: runTopic},
+	{name: "certificate", args: certificateCall.args, summary: "show a notify push certificate over push.api.certificate (secrets hidden unless --json)", run: runCertificate},
+	{name: "task", args: "detail --task ID[,ID...]", summary: "show notify task delivery stats per channel over push.api.task.detail", run: runTask},
 }
 
 func lookupCommand(name string) *command {
