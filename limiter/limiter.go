@@ -1,0 +1,479 @@
+// Package limiter hands out upstream rate budget per app and rate class.
+//
+// A Limiter keeps one token bucket (golang.org/x/time/rate) per (app, class) with a small
+// burst, so that no sliding one-second window holds more than the rate plus about 1 %, also
+// after a lull. A Coordinator splits each configured rate among the live replicas of the
+// worker through a JetStream key-value bucket, so that the replicas together stay within it.
+package limiter
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+)
+
+// burstFraction is the burst of a bucket as a fraction of its rate. A bucket that could
+// hold a whole second of tokens would let twice the rate into one second after a lull.
+const burstFraction = 0.01
+
+// batchFraction of its rate is the weight a bucket lets go at once without a trailing debt
+// (see bucket.trail). With the burst it stays within the 5 % a one-second window may
+// hold above the rate.
+const batchFraction = 0.03
+
+// DefaultHeartbeatEvery is how often Wait calls its heartbeat while it waits, unless
+// Options.HeartbeatEvery says otherwise.
+const DefaultHeartbeatEvery = 10 * time.Second
+
+// Options configure a Limiter.
+type Options struct {
+	// Rate returns the configured tokens per second of (app, class) for the whole
+	// deployment. A rate that is not positive and finite means no limit. A nil Rate limits
+	// nothing.
+	Rate func(app, class string) float64
+	// Logger receives share changes and warnings.
+	Logger zerolog.Logger
+	// HeartbeatEvery is how often Wait calls its heartbeat while it waits (default 10s).
+	HeartbeatEvery time.Duration
+}
+
+// Limiter hands out rate tokens per (app, class). It is safe for use by many goroutines.
+// Alone it uses the whole configured rate; with a Coordinator it uses its replica's share.
+type Limiter struct {
+	rateOf  func(app, class string) float64
+	log     zerolog.Logger
+	hbEvery time.Duration
+	base    time.Time // monotonic origin of penalty deadlines
+
+	mu      sync.Mutex                     // serializes entry creation
+	entries atomic.Pointer[map[key]*entry] // copy on write: read without locks
+	// defaultShare is the share a new (app, class) starts with, as float64 bits.
+	defaultShare atomic.Uint64
+	// created is signalled when an entry is created, for the Coordinator.
+	created chan struct{}
+
+	timers sync.Pool // *time.Timer, stopped
+
+	// onGrant, when set (by tests, before any Wait), learns the time the limiter meant
+	// each grant to happen at, whatever the scheduler made of it.
+	onGrant func(class string, at time.Time, n int)
+}
+
+type key struct{ app, class string }
+
+// entry is the budget of one (app, class) on this replica.
+type entry struct {
+	app, class string
+	rate       float64 // configured for the deployment; 0 means unlimited
+
+	mu  sync.Mutex             // serializes state swaps and reservations above the burst
+	cur atomic.Pointer[bucket] // the bucket in use
+
+	penaltyUntil atomic.Int64 // nanoseconds since Limiter.base; nothing is sent before it
+
+	// Demand counters, read by the Coordinator.
+	requested atomic.Int64 // tokens asked for by Wait, cumulative
+	waited    atomic.Int64 // nanoseconds of reservation delay handed out, cumulative
+}
+
+// bucket is one generation of an entry's token bucket. It is never changed in place: a
+// new share or a penalty installs a new bucket and closes the old one's changed channel, so
+// that callers waiting on the old one reserve again on the new one.
+type bucket struct {
+	lim     *rate.Limiter // nil when the share is 0: nothing may be sent
+	rate    float64       // tokens per second: the entry's rate times share
+	burst   int
+	batch   int // the largest weight without a trailing debt
+	share   float64
+	changed chan struct{}
+}
+
+// New returns a Limiter. Each (app, class) gets its bucket on first use.
+func New(opts Options) *Limiter {
+	l := &Limiter{
+		rateOf:  opts.Rate,
+		log:     opts.Logger,
+		hbEvery: opts.HeartbeatEvery,
+		base:    time.Now(),
+		created: make(chan struct{}, 1),
+	}
+	if l.hbEvery <= 0 {
+		l.hbEvery = DefaultHeartbeatEvery
+	}
+	l.defaultShare.Store(math.Float64bits(1))
+	return l
+}
+
+// Wait blocks until weight tokens of (app, class) are available to this replica. While it
+// waits it calls heartbeat (if not nil) every HeartbeatEvery, so that the caller can keep
+// its message from being redelivered. If ctx ends first, Wait gives back the tokens it had
+// reserved and returns ctx.Err().
+//
+// Callers are served in the order they asked. A weight above the bucket's burst is reserved
+// as one debt, so a heavy job goes after waiting for its whole weight and lighter jobs
+// queue behind it. A job heavier than 3 % of the rate also leaves a debt of its excess
+// behind it, which later callers wait for: otherwise the second after it could hold a
+// full second of tokens besides its weight.
+func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heartbeat func()) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if weight <= 0 {
+		return nil
+	}
+	e := l.entry(app, class)
+	e.requested.Add(int64(weight))
+
+	var (
+		w = waiter{l: l, ctx: ctx, heartbeat: heartbeat}
+		r rate.Reservation
+	)
+	defer w.release()
+	for {
+		b := e.cur.Load()
+		now := time.Now()
+		if until := e.penalty(l, now); until > 0 {
+			if w.sleep(b.changed, now.Add(until)) == stopped {
+				return w.err
+			}
+			continue
+		}
+		if e.rate == 0 {
+			l.granted(e, now, weight)
+			return nil
+		}
+		if b.lim == nil { // no share: wait until the Coordinator grants one
+			why := w.sleep(b.changed, time.Time{})
+			e.waited.Add(int64(time.Since(now)))
+			if why == stopped {
+				return w.err
+			}
+			continue
+		}
+		trail := b.trail(weight)
+		now, ok := e.reserve(b, weight+trail, &r)
+		if !ok {
+			continue // the bucket was replaced meanwhile
+		}
+		delay := r.DelayFrom(now) - b.duration(trail)
+		if delay <= 0 {
+			l.granted(e, now, weight)
+			return nil
+		}
+		e.waited.Add(int64(delay))
+		at := now.Add(delay)
+		switch w.sleep(b.changed, at) {
+		case woke:
+			if !b.isChanged() {
+				l.granted(e, at, weight)
+				return nil
+			}
+			// The share changed or a penalty began while we slept: the reservation
+			// belongs to a bucket no longer in use, so reserve again on the new one.
+		case changed:
+		default:
+			e.cancel(&r)
+			return w.err
+		}
+	}
+}
+
+// granted tells onGrant, if set, of a grant.
+func (l *Limiter) granted(e *entry, at time.Time, n int) {
+	if l.onGrant != nil {
+		l.onGrant(e.class, at, n)
+	}
+}
+
+// Penalize makes (app, class) send nothing on this replica for d, for instance after the
+// upstream answered that the rate is exceeded. Waiting callers reserve again after it; a
+// shorter penalty never cuts a longer one short.
+func (l *Limiter) Penalize(app, class string, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	e := l.entry(app, class)
+	until := int64(time.Since(l.base) + d)
+	for {
+		old := e.penaltyUntil.Load()
+		if old >= until {
+			return
+		}
+		if e.penaltyUntil.CompareAndSwap(old, until) {
+			break
+		}
+	}
+	e.mu.Lock()
+	b := e.cur.Load()
+	e.install(b.share, time.Now())
+	e.mu.Unlock()
+	l.log.Debug().Str("app", app).Str("class", class).Dur("for", d).Msg("rate budget penalized")
+}
+
+// Share returns the fraction of (app, class)'s configured rate this replica may use now:
+// 1 while it runs alone, its agreed part of the rate while a Coordinator runs.
+func (l *Limiter) Share(app, class string) float64 {
+	if m := l.entries.Load(); m != nil {
+		if e, ok := (*m)[key{app, class}]; ok {
+			return e.cur.Load().share
+		}
+	}
+	return math.Float64frombits(l.defaultShare.Load())
+}
+
+// entry returns the entry of (app, class), creating it on first use.
+func (l *Limiter) entry(app, class string) *entry {
+	if m := l.entries.Load(); m != nil {
+		if e, ok := (*m)[key{app, class}]; ok {
+			return e
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var old map[key]*entry
+	if m := l.entries.Load(); m != nil {
+		old = *m
+		if e, ok := old[key{app, class}]; ok {
+			return e
+		}
+	}
+	e := &entry{app: app, class: class}
+	if l.rateOf != nil {
+		if r := l.rateOf(app, class); r > 0 && !math.IsInf(r, 1) {
+			e.rate = r
+		}
+	}
+	if e.rate == 0 {
+		l.log.Warn().Str("app", app).Str("class", class).Msg("no rate configured: jobs of this app and class are not limited")
+	}
+	share := math.Float64frombits(l.defaultShare.Load())
+	e.cur.Store(e.newBucket(share, time.Now(), true))
+	m := make(map[key]*entry, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[key{app, class}] = e
+	l.entries.Store(&m)
+	select {
+	case l.created <- struct{}{}:
+	default:
+	}
+	return e
+}
+
+// snapshot returns every entry; the map must not be changed.
+func (l *Limiter) snapshot() map[key]*entry {
+	if m := l.entries.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// setDefaultShare sets the share of entries created from now on.
+func (l *Limiter) setDefaultShare(s float64) { l.defaultShare.Store(math.Float64bits(s)) }
+
+// penalty returns how long (app, class) is still penalized at now, or 0.
+func (e *entry) penalty(l *Limiter, now time.Time) time.Duration {
+	until := e.penaltyUntil.Load()
+	if until == 0 {
+		return 0
+	}
+	if d := time.Duration(until) - now.Sub(l.base); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// burstFor returns the burst of a bucket of rate tokens per second.
+func burstFor(rate float64) int {
+	return max(1, int(math.Ceil(rate*burstFraction)))
+}
+
+// newBucket returns a bucket for share of the entry's rate. A full bucket starts with its
+// burst; a replacement starts empty, because the bucket it replaces may just have spent
+// its tokens.
+func (e *entry) newBucket(share float64, now time.Time, full bool) *bucket {
+	b := &bucket{share: share, changed: make(chan struct{})}
+	if e.rate == 0 || share <= 0 {
+		return b
+	}
+	r := e.rate * share
+	b.rate, b.burst = r, burstFor(r)
+	b.batch = max(b.burst, int(r*batchFraction))
+	if full {
+		b.lim = rate.NewLimiter(rate.Limit(r), b.burst)
+	} else {
+		b.lim = rate.NewLimiter(rate.Limit(r), 0)
+		b.lim.SetBurstAt(now, b.burst) // tokens stay at 0
+	}
+	return b
+}
+
+// install replaces the entry's bucket with an empty one for share and wakes every caller
+// waiting on the old one. e.mu must be held.
+func (e *entry) install(share float64, now time.Time) {
+	old := e.cur.Load()
+	e.cur.Store(e.newBucket(share, now, false))
+	close(old.changed)
+}
+
+// setShare gives the entry share of its rate. It reports whether the share changed.
+func (e *entry) setShare(share float64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur.Load().share == share {
+		return false
+	}
+	e.install(share, time.Now())
+	return true
+}
+
+// reserve reserves n tokens of b into r and returns the time it did so. It reports false if
+// b has been replaced.
+//
+// Reservations are made under e.mu with the time taken under it. rate.Limiter takes the
+// caller's time: one taken before waiting for its lock can be older than the limiter's
+// last update, which moves that update back and credits the same interval twice.
+//
+// Up to the burst a reservation is one ReserveN. Above it the burst is raised for one
+// ReserveN, so that the whole weight is one debt that no other caller's reservation
+// interleaves: pieces released together after others' interleaved reservations would crowd
+// more than the rate into one second.
+func (e *entry) reserve(b *bucket, n int, r *rate.Reservation) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur.Load() != b {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	if n <= b.burst {
+		*r = *b.lim.ReserveN(now, n)
+		return now, true
+	}
+	// SetBurstAt first brings the tokens up to date under the small burst, so raising the
+	// burst adds no tokens; it is put back before anyone else can reserve.
+	b.lim.SetBurstAt(now, n)
+	*r = *b.lim.ReserveN(now, n)
+	b.lim.SetBurstAt(now, b.burst)
+	return now, true
+}
+
+// cancel gives back the tokens of r, under e.mu for the same reason as reserve.
+func (e *entry) cancel(r *rate.Reservation) {
+	e.mu.Lock()
+	r.CancelAt(time.Now())
+	e.mu.Unlock()
+}
+
+// trail returns the tokens reserved after a job of weight n, beyond its weight.
+//
+// A bucket sends a job once its weight has accrued, so nothing else goes during the
+// weight/rate before it; but the second after it would still hold a full second of tokens
+// besides the job's weight. A job heavier than b.batch therefore also leaves a debt of its
+// weight less b.batch behind it, so that no one-second window on either side holds more
+// than the rate plus b.batch.
+func (b *bucket) trail(n int) int {
+	return max(0, n-b.batch)
+}
+
+// duration returns how long b takes to accrue n tokens.
+func (b *bucket) duration(n int) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(float64(n) / b.rate * float64(time.Second))
+}
+
+// isChanged reports whether b has been replaced.
+func (b *bucket) isChanged() bool {
+	select {
+	case <-b.changed:
+		return true
+	default:
+		return false
+	}
+}
+
+// wake says why waiter.sleep returned.
+type wake int
+
+const (
+	woke    wake = iota // the deadline passed
+	changed             // the bucket was replaced
+	stopped             // the context ended; waiter.err is set
+)
+
+// waiter is the state of one Wait call: one timer, reused for the deadline and the
+// heartbeats, and the time of the next heartbeat.
+type waiter struct {
+	l         *Limiter
+	ctx       context.Context
+	heartbeat func()
+	timer     *time.Timer
+	nextBeat  time.Time
+	err       error
+}
+
+// sleep waits until deadline (never, if zero), the bucket's changed channel closes or the
+// context ends, calling the heartbeat on its schedule meanwhile.
+func (w *waiter) sleep(ch <-chan struct{}, deadline time.Time) wake {
+	for {
+		now := time.Now()
+		if !deadline.IsZero() && !now.Before(deadline) {
+			return woke
+		}
+		wakeAt := deadline
+		if w.heartbeat != nil {
+			if w.nextBeat.IsZero() {
+				w.nextBeat = now.Add(w.l.hbEvery)
+			} else if !now.Before(w.nextBeat) {
+				w.heartbeat()
+				w.nextBeat = now.Add(w.l.hbEvery)
+			}
+			if wakeAt.IsZero() || w.nextBeat.Before(wakeAt) {
+				wakeAt = w.nextBeat
+			}
+		}
+		var tc <-chan time.Time
+		if !wakeAt.IsZero() {
+			w.arm(wakeAt.Sub(now))
+			tc = w.timer.C
+		}
+		select {
+		case <-tc:
+		case <-ch:
+			return changed
+		case <-w.ctx.Done():
+			w.err = w.ctx.Err()
+			return stopped
+		}
+	}
+}
+
+// arm starts the waiter's timer for d, taking one from the pool on first use.
+func (w *waiter) arm(d time.Duration) {
+	if w.timer != nil {
+		w.timer.Reset(d)
+		return
+	}
+	if t, ok := w.l.timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		w.timer = t
+		return
+	}
+	w.timer = time.NewTimer(d)
+}
+
+// release stops the timer and returns it to the pool.
+func (w *waiter) release() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.l.timers.Put(w.timer)
+		w.timer = nil
+	}
+}
