@@ -39,8 +39,18 @@ import (
 var Version = "dev"
 
 // Run runs pushworker until ctx ends, then shuts down within PUSH_SHUTDOWN_TIMEOUT.
-// With c.Sandbox it also runs the sandbox upstream and points the worker at it.
+// With c.Sandbox it also runs the sandbox upstream and points the worker at it. A stop
+// asked for while it is still starting is a clean stop, not an error.
 func Run(ctx context.Context, c config.Config, log zerolog.Logger) error {
+	err := run(ctx, c, log)
+	if err != nil && ctx.Err() != nil {
+		log.Info().Err(err).Msg("stopped while starting")
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	replica := replicaID()
 	log = log.With().Str("replica", replica).Logger()
 

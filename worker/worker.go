@@ -114,6 +114,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			for _, cc := range ccs {
 				cc.Stop()
 			}
+			if ctx.Err() != nil {
+				return nil // asked to stop while starting: nothing was taken yet
+			}
 			return err
 		}
 		class := class
