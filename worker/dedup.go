@@ -78,20 +78,36 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 	fresh := func() *record {
 		return &record{State: stateInFlight, Seq: j.seq, TS: j.ts.UnixNano(), Calls: make([]callState, len(j.d.Calls)), Updated: time.Now()}
 	}
+	create := func() (bool, error) {
+		rec := fresh()
+		b, _ := json.Marshal(rec)
+		rev, err := w.dedup.Create(ctx, key, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil // someone has it: look
+		}
+		if err != nil {
+			return false, err
+		}
+		j.rec, j.rev = rec, rev
+		return true, nil
+	}
+	// On a first delivery the request id is almost always new: claim it in one round trip.
+	if j.delivered <= 1 {
+		if ok, err := create(); ok || err != nil {
+			return claimOwn, err
+		}
+	}
 	for range 5 {
 		e, err := w.dedup.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			rec := fresh()
-			b, _ := json.Marshal(rec)
-			rev, err := w.dedup.Create(ctx, key, b)
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // lost a race with a copy: look again
-			}
+			ok, err := create()
 			if err != nil {
 				return 0, err
 			}
-			j.rec, j.rev = rec, rev
-			return claimOwn, nil
+			if ok {
+				return claimOwn, nil
+			}
+			continue // lost a race with a copy: look again
 		}
 		if err != nil {
 			return 0, err
