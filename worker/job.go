@@ -115,6 +115,9 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 		}
 		step := w.attempt(soft, hard, j, i)
 		switch {
+		case step.expired:
+			w.expired(hard, j)
+			return
 		case step.stopping:
 			w.handBack(j, 0)
 			return
@@ -193,6 +196,7 @@ type step struct {
 	delay    time.Duration // > 0: hand the job back for this long (breaker, pause)
 	reason   string
 	stopping bool
+	expired  bool // not_after passed while the job waited for budget or a slot
 }
 
 // attempt makes call i of the job once: waits for rate budget and a concurrency slot, asks
@@ -214,6 +218,9 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		return step{stopping: true}
 	}
 	defer func() { <-w.slots }()
+	if !d.NotAfter.IsZero() && !time.Now().Before(d.NotAfter) {
+		return step{expired: true}
+	}
 	done, wait, err := gate.Allow()
 	if err != nil {
 		reason := "breaker"

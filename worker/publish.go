@@ -121,9 +121,9 @@ func (w *Worker) publishResult(ctx context.Context, j *job, res *jobs.Result) er
 
 func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error {
 	e := jobs.DLQEntry{Subject: j.subject, Data: j.data, Result: *res}
-	if j.d.JSON != nil && json.Valid(j.d.JSON) {
+	if json.Valid(j.data) {
 		var buf bytes.Buffer
-		if json.Compact(&buf, j.d.JSON) == nil {
+		if json.Compact(&buf, j.data) == nil {
 			e.Job = buf.Bytes()
 		}
 	}

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -338,5 +339,31 @@ func TestBreakerDelaysInsteadOfFailing(t *testing.T) {
 		if res.Status != jobs.StatusSent {
 			t.Fatalf("result = %+v", res)
 		}
+	}
+}
+
+// slowLimit makes every job wait d for budget.
+type slowLimit struct{ d time.Duration }
+
+func (s slowLimit) Wait(ctx context.Context, _, _ string, _ int, hb func()) error {
+	select {
+	case <-time.After(s.d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (slowLimit) Penalize(string, string, time.Duration) {}
+
+func TestExpiresWhileWaitingForBudget(t *testing.T) {
+	e := newEnv(t, nil)
+	e.stopWorker()
+	e.startWorker(slowLimit{d: 600 * time.Millisecond})
+	job := p2pJob("late-1")
+	job["not_after"] = time.Now().Add(300 * time.Millisecond).Format(time.RFC3339Nano)
+	e.publish("p2p", job)
+	res, _ := e.result(10 * time.Second)
+	if res.Status != jobs.StatusExpired || len(e.up.requests()) != 0 {
+		t.Fatalf("result %+v after %d calls", res, len(e.up.requests()))
 	}
 }
