@@ -266,7 +266,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				watch()
 			}
 			publish = c.expire(now)
-			if now.Sub(c.pubAt) >= c.every-c.every/8 {
+			if now.Sub(c.pubAt) >= c.every-c.every/8 || c.newlyHungry(now) {
 				c.measure(now)
 				publish = true
 			}
@@ -428,6 +428,26 @@ func (c *Coordinator) measure(now time.Time) {
 		}
 		s.requested, s.waited = req, waited
 	}
+}
+
+// newlyHungry reports whether callers of an (app, class) last reported as not hungry have
+// queued for tokens since the last measurement: the others should learn it now, not at the
+// next interval, or this replica stays at the small share of one without demand.
+func (c *Coordinator) newlyHungry(now time.Time) bool {
+	elapsed := now.Sub(c.measured)
+	if elapsed <= 0 {
+		return false
+	}
+	for k, e := range c.l.snapshot() {
+		s := c.stats[k]
+		if e.rate == 0 || s == nil || c.published[k].Hungry {
+			continue
+		}
+		if float64(e.waited.Load()-s.waited)/float64(elapsed) >= hungryPressure {
+			return true
+		}
+	}
+	return false
 }
 
 // budget returns the report on k: its demand over the last rounds and its claim.

@@ -64,6 +64,14 @@ func (r *recorder) rate(from, to time.Time) float64 {
 	return float64(r.tokens(from, to)) / to.Sub(from).Seconds()
 }
 
+// rateOnceDone returns the tokens per second granted in [from, to), once callers that
+// ran late on a loaded machine have returned from Wait: a grant is recorded when Wait
+// returns, with the time it was due.
+func (r *recorder) rateOnceDone(from, to time.Time) float64 {
+	time.Sleep(time.Until(to.Add(500 * time.Millisecond)))
+	return r.rate(from, to)
+}
+
 // maxWindow returns the most tokens granted in any half-open window of length w, and
 // where that window starts.
 func (r *recorder) maxWindow(w time.Duration) (int, time.Time) {

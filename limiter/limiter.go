@@ -71,7 +71,7 @@ type entry struct {
 	app, class string
 	rate       float64 // configured for the deployment; 0 means unlimited
 
-	mu  sync.Mutex             // serializes state swaps and reservations above the burst
+	mu  sync.Mutex             // serializes reservations and bucket swaps
 	cur atomic.Pointer[bucket] // the bucket in use
 
 	penaltyUntil atomic.Int64 // nanoseconds since Limiter.base; nothing is sent before it
@@ -449,6 +449,9 @@ func (w *waiter) sleep(ch <-chan struct{}, deadline time.Time) wake {
 		case <-ch:
 			return changed
 		case <-w.ctx.Done():
+			if !deadline.IsZero() && !time.Now().Before(deadline) {
+				return woke // the tokens were due before the context ended was noticed
+			}
 			w.err = w.ctx.Err()
 			return stopped
 		}

@@ -25,7 +25,7 @@ func TestWaitPrecision(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), busy)
 		defer cancel()
 		start := time.Now()
-		load(ctx, t, l, "app", "p2p", 64, 1, actual)()
+		load(ctx, t, l, "app", "p2p", 200, 1, actual)()
 		return start, start.Add(busy)
 	}
 	s1, e1 := phase()
@@ -85,7 +85,7 @@ func TestWaitHeavy(t *testing.T) {
 		l, rec := newLimiter(Options{Rate: fixedRate(rate), Logger: zerolog.Nop()})
 		// Every worker makes a fixed number of calls, so the rate is measured up to the
 		// last grant, without jobs cut off at the end.
-		const lights, lightCalls, heavies, heavyCalls, heavyWeight = 16, 25, 2, 4, 40
+		const lights, lightCalls, heavies, heavyCalls, heavyWeight = 80, 5, 2, 4, 40
 		var wg sync.WaitGroup
 		run := func(calls, weight int) {
 			defer wg.Done()
@@ -123,7 +123,8 @@ func TestWaitHeavy(t *testing.T) {
 		// All tokens and trailing debts but the last one's, at the rate.
 		least := time.Duration(float64(total+(heavies*heavyCalls-1)*trail-burst) / rate * float64(time.Second))
 		most2 := time.Duration(float64(total+heavies*heavyCalls*trail) / rate * float64(time.Second))
-		if elapsed < least-30*time.Millisecond || elapsed > most2+100*time.Millisecond {
+		// A loaded machine may run the callers late, never early.
+		if elapsed < least-30*time.Millisecond || elapsed > most2+most2/8 {
 			t.Errorf("took %v, want between %v and %v", elapsed, least, most2)
 		}
 	})
@@ -194,7 +195,7 @@ func TestWaitHeartbeat(t *testing.T) {
 	if waited < 900*time.Millisecond {
 		t.Errorf("waited only %v for a token at 1/s", waited)
 	}
-	if n < want-6 || n > want {
+	if n < want/2 || n > want { // late timers on a loaded machine mean fewer
 		t.Errorf("%d heartbeats during %v, want about %d", n, waited, want)
 	}
 
@@ -208,8 +209,8 @@ func TestWaitHeartbeat(t *testing.T) {
 	}
 	after := beats.Load()
 	time.Sleep(2 * every)
-	if n := beats.Load(); n != 2 || after != 2 {
-		t.Errorf("heartbeats during a cancelled 2.5-interval wait: %d, then %d after it returned; want 2", after, n)
+	if n := beats.Load(); after < 1 || after > 2 || n != after {
+		t.Errorf("heartbeats during a cancelled 2.5-interval wait: %d, then %d after it returned; want 2 (1 if late), then none", after, n)
 	}
 }
 
@@ -229,8 +230,8 @@ func TestPenalize(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w1 := load(ctx, t, l, "app", "p2p", 10, 1, nil)
-	w2 := load(ctx, t, l, "app", "p2t", 10, 1, nil)
+	w1 := load(ctx, t, l, "app", "p2p", 30, 1, nil)
+	w2 := load(ctx, t, l, "app", "p2t", 30, 1, nil)
 	time.Sleep(300 * time.Millisecond)
 
 	const pen = 400 * time.Millisecond
@@ -242,7 +243,7 @@ func TestPenalize(t *testing.T) {
 	go func() { // a new caller during the penalty waits, with heartbeats
 		hbDone <- l.Wait(ctx, "app", "p2p", 1, func() { beats.Add(1) })
 	}()
-	time.Sleep(pen + 500*time.Millisecond)
+	time.Sleep(pen + 700*time.Millisecond)
 	cancel()
 	w1()
 	w2()
@@ -257,16 +258,28 @@ func TestPenalize(t *testing.T) {
 	if n := other.tokens(tp, end); n < int(0.9*rate*pen.Seconds()) {
 		t.Errorf("another class got only %d tokens during the penalty", n)
 	}
-	after := penalized.tokens(end, end.Add(500*time.Millisecond))
-	first := penalized.tokens(end, end.Add(100*time.Millisecond))
-	t.Logf("after the penalty: %d tokens in 500 ms, %d in the first 100 ms; %d heartbeats while waiting", after, first, beats.Load())
-	if after < int(0.9*rate*0.5) {
-		t.Errorf("only %d tokens in the 500 ms after the penalty", after)
+	// The callers wake when it ends (later on a loaded machine) and go on at the rate.
+	var resume time.Time
+	for _, g := range penalized.sorted() {
+		if !g.at.Before(end) {
+			resume = g.at
+			break
+		}
+	}
+	if resume.IsZero() || resume.Sub(end) > 300*time.Millisecond {
+		t.Fatalf("nothing sent within 300ms after the penalty (first at %v)", resume.Sub(end))
+	}
+	after := penalized.tokens(resume, resume.Add(400*time.Millisecond))
+	first := penalized.tokens(resume, resume.Add(100*time.Millisecond))
+	t.Logf("after the penalty: resumed after %v, %d tokens in 400 ms, %d in the first 100 ms; %d heartbeats while waiting",
+		resume.Sub(end).Round(time.Millisecond), after, first, beats.Load())
+	if after < int(0.9*rate*0.4) {
+		t.Errorf("only %d tokens in the 400 ms after the penalty", after)
 	}
 	if first > int(0.1*rate)+smallBurst(rate)+1 {
 		t.Errorf("%d tokens in the first 100 ms after the penalty: a burst", first)
 	}
-	if beats.Load() < 4 {
+	if beats.Load() < 3 {
 		t.Errorf("a caller waiting out a %v penalty heartbeat %d times", pen, beats.Load())
 	}
 }
