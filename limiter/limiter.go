@@ -76,6 +76,8 @@ type entry struct {
 
 	penaltyUntil atomic.Int64 // nanoseconds since Limiter.base; nothing is sent before it
 
+	rel released // what actually left Wait in the last second
+
 	// Demand counters, read by the Coordinator.
 	requested atomic.Int64 // tokens asked for by Wait, cumulative
 	waited    atomic.Int64 // nanoseconds of reservation delay handed out, cumulative
@@ -162,16 +164,14 @@ func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heart
 		}
 		delay := r.DelayFrom(now) - b.duration(trail)
 		if delay <= 0 {
-			l.granted(e, now, weight)
-			return nil
+			return l.release(e, &w, weight, now)
 		}
 		e.waited.Add(int64(delay))
 		at := now.Add(delay)
 		switch w.sleep(b.changed, at) {
 		case woke:
 			if !b.isChanged() {
-				l.granted(e, at, weight)
-				return nil
+				return l.release(e, &w, weight, at)
 			}
 			// The share changed or a penalty began while we slept: the reservation
 			// belongs to a bucket no longer in use, so reserve again on the new one.
@@ -181,6 +181,15 @@ func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heart
 			return w.err
 		}
 	}
+}
+
+// release lets a grant go once the last second of releases has room for it.
+func (l *Limiter) release(e *entry, w *waiter, weight int, at time.Time) error {
+	if e.admit(w, weight) == stopped {
+		return w.err
+	}
+	l.granted(e, at, weight)
+	return nil
 }
 
 // granted tells onGrant, if set, of a grant.
