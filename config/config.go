@@ -74,6 +74,7 @@ type Config struct {
 	Sandbox         bool          `envconfig:"SANDBOX" default:"false"`
 	PProf           bool          `envconfig:"PPROF" default:"false"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s"`
+	AckWait         time.Duration `envconfig:"ACK_WAIT" default:"30s"`
 	MaxJobBytes     int           `envconfig:"MAX_JOB_BYTES" default:"1048576"`
 
 	ManageStreams    bool          `envconfig:"MANAGE_STREAMS" default:"true"`
@@ -262,7 +263,7 @@ func (c *Config) validate() error {
 		d time.Duration
 	}{
 		{"PUSH_HTTP_TIMEOUT", c.HTTPTimeout}, {"PUSH_RETRY_INITIAL", c.RetryInitial}, {"PUSH_RETRY_MAX", c.RetryMax},
-		{"PUSH_DEDUP_TTL", c.DedupTTL}, {"PUSH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"PUSH_DUPLICATE_WINDOW", c.DuplicateWindow},
+		{"PUSH_DEDUP_TTL", c.DedupTTL}, {"PUSH_SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"PUSH_ACK_WAIT", c.AckWait}, {"PUSH_DUPLICATE_WINDOW", c.DuplicateWindow},
 		{"PUSH_RESULTS_MAX_AGE", c.ResultsMaxAge}, {"PUSH_DLQ_MAX_AGE", c.DLQMaxAge}, {"PUSH_NOTIFY_STATS_FOR", c.NotifyStatsFor},
 	}
 	for _, d := range durations {
@@ -272,6 +273,9 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyStatsEvery < 0 {
 		return &Error{Var: "PUSH_NOTIFY_STATS_INTERVAL", Msg: "must not be negative (0 turns polling off)"}
+	}
+	if c.AckWait < time.Second {
+		return &Error{Var: "PUSH_ACK_WAIT", Msg: "must be at least 1s"}
 	}
 	if c.RetryMax < c.RetryInitial {
 		return &Error{Var: "PUSH_RETRY_MAX", Msg: "must not be less than PUSH_RETRY_INITIAL"}

@@ -64,11 +64,15 @@ type CoordinatorOptions struct {
 // replica that does not see its own heartbeats come back for two intervals uses nothing.
 // Jobs never wait for NATS: the exchange is periodic.
 type Coordinator struct {
-	kv    jetstream.KeyValue
-	l     *Limiter
-	id    string
-	every time.Duration
-	log   zerolog.Logger
+	kv       jetstream.KeyValue
+	js       jetstream.JetStream
+	bucket   string
+	replicas int
+	rewatch  bool // the bucket was made again: the watch must start over
+	l        *Limiter
+	id       string
+	every    time.Duration
+	log      zerolog.Logger
 
 	live atomic.Int32
 
@@ -147,37 +151,48 @@ func NewCoordinator(js jetstream.JetStream, l *Limiter, opts CoordinatorOptions)
 	if c.every <= 0 {
 		c.every = DefaultCoordinatorEvery
 	}
+	c.js, c.bucket, c.replicas = js, opts.Bucket, max(1, opts.Replicas)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ttl := keepFor * c.every
-	cfg := jetstream.KeyValueConfig{
-		Bucket:      opts.Bucket,
-		Description: "pushworker replicas' rate budget heartbeats",
-		History:     1,
-		TTL:         ttl,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    max(1, opts.Replicas),
-		// Markers make expired keys visible to watchers.
-		LimitMarkerTTL: max(ttl, time.Second),
+	if err := c.ensureBucket(ctx); err != nil {
+		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		cfg.LimitMarkerTTL = 0
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
-	}
-	if err != nil {
-		// An existing bucket that cannot take this configuration is still usable.
-		var err2 error
-		if kv, err2 = js.KeyValue(ctx, opts.Bucket); err2 != nil {
-			return nil, fmt.Errorf("limiter: bucket %s: %w", opts.Bucket, err)
-		}
-		c.log.Warn().Err(err).Str("bucket", opts.Bucket).Msg("using the existing rate budget bucket as it is")
-	}
-	c.kv = kv
 	c.ids = []string{c.id}
 	c.live.Store(1)
 	c.giveUp()
 	return c, nil
+}
+
+// ensureBucket creates or updates the heartbeat bucket. It is called at start and again
+// whenever the bucket has gone (a NATS server restarted without it): without the bucket no
+// replica could agree a share, and every replica would send nothing.
+func (c *Coordinator) ensureBucket(ctx context.Context) error {
+	ttl := keepFor * c.every
+	cfg := jetstream.KeyValueConfig{
+		Bucket:      c.bucket,
+		Description: "pushworker replicas' rate budget heartbeats",
+		History:     1,
+		TTL:         ttl,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.replicas,
+		// Markers make expired keys visible to watchers.
+		LimitMarkerTTL: max(ttl, time.Second),
+	}
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		cfg.LimitMarkerTTL = 0
+		kv, err = c.js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
+	if err != nil {
+		// An existing bucket that cannot take this configuration is still usable.
+		var err2 error
+		if kv, err2 = c.js.KeyValue(ctx, c.bucket); err2 != nil {
+			return fmt.Errorf("limiter: bucket %s: %w", c.bucket, err)
+		}
+		c.log.Warn().Err(err).Str("bucket", c.bucket).Msg("using the existing rate budget bucket as it is")
+	}
+	c.kv = kv
+	return nil
 }
 
 // Replicas returns the number of live replicas this one sees, itself included.
@@ -210,6 +225,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		if w, err = c.kv.WatchAll(ctx); err != nil {
 			if !failing && ctx.Err() == nil {
 				c.log.Warn().Err(err).Msg("cannot watch the rate budget bucket")
+			}
+			if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				if err := c.ensureBucket(ctx); err == nil {
+					c.log.Info().Str("bucket", c.bucket).Msg("recreated the rate budget bucket")
+				}
 			}
 			failing = true
 			w, updates = nil, nil
@@ -262,6 +282,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-c.l.created:
 			publish = c.rebalance(time.Now())
 		case now := <-tick.C:
+			if c.rewatch {
+				c.rewatch = false
+				unwatch()
+			}
 			if w == nil {
 				watch()
 			}
@@ -490,6 +514,12 @@ func (c *Coordinator) publish(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil && !c.isolated {
 			c.log.Warn().Err(err).Msg("cannot publish the rate budget heartbeat")
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+			// The bucket may have gone with a restarted server: make it again, watch anew.
+			if c.ensureBucket(ctx) == nil {
+				c.rewatch = true
+			}
 		}
 		clear(c.intents) // not claimed
 		c.intentRev = 0

@@ -70,6 +70,9 @@ func (h *health) healthz(w http.ResponseWriter, _ *http.Request) {
 
 func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
 	var problems []string
+	if !h.worker.Consuming() {
+		problems = append(problems, "not consuming jobs (starting or stopping)")
+	}
 	if st := h.nc.Status(); st != nats.CONNECTED {
 		problems = append(problems, "NATS "+strings.ToLower(st.String()))
 	}

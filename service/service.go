@@ -132,6 +132,7 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	}
 	wk, err := worker.New(ctx, worker.Options{
 		Config: c, Logger: log, JS: js, Sender: client, Limiter: lim, Breakers: breakers, Metrics: metrics,
+		AckWait: c.AckWait,
 		OnAccepted: func(ctx context.Context, d *jobs.Decoded, res *jobs.Result) error {
 			if d.Spec == nil || d.Spec.Upstream != jobs.UpstreamNotify {
 				return nil

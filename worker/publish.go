@@ -20,22 +20,18 @@ func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
 	res.CompletedAt = time.Now().UTC()
 	accepted := res.Status == jobs.StatusSent || res.Status == jobs.StatusPartial
 	if accepted && j.rec != nil {
-		if err := w.remember(ctx, j, res); err != nil {
-			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not record the result; retrying the finish")
-			w.handBack(j, time.Second)
+		// The upstream took the job: only this process knows it. Handing the job back
+		// before the record is written would send it again, so keep trying here.
+		if !w.persist(ctx, j, "record the result", func() error { return w.remember(ctx, j, res) }) {
 			return
 		}
 	}
 	if res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed {
-		if err := w.publishDLQ(ctx, j, res); err != nil {
-			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not write the DLQ entry; retrying the finish")
-			w.handBack(j, time.Second)
+		if !w.persist(ctx, j, "write the DLQ entry", func() error { return w.publishDLQ(ctx, j, res) }) {
 			return
 		}
 	}
-	if err := w.publishResult(ctx, j, res); err != nil {
-		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not publish the result; retrying the finish")
-		w.handBack(j, time.Second)
+	if !w.persist(ctx, j, "publish the result", func() error { return w.publishResult(ctx, j, res) }) {
 		return
 	}
 	if accepted && !w.accepted(ctx, j, res) {
@@ -69,6 +65,38 @@ func (w *Worker) accepted(ctx context.Context, j *job, res *jobs.Result) bool {
 		return false
 	}
 	return true
+}
+
+// persistFor bounds how long a finishing job retries a NATS write in place (a cluster
+// electing a leader, a server restarting) before it hands the job back.
+const persistFor = 2 * time.Minute
+
+// persist runs a NATS write until it succeeds, sending heartbeats so the job is not
+// redelivered meanwhile. If it cannot succeed within persistFor, or the worker is forced
+// to stop, the job is handed back and persist returns false.
+func (w *Worker) persist(ctx context.Context, j *job, what string, write func() error) bool {
+	delay := 50 * time.Millisecond
+	deadline := time.Now().Add(persistFor)
+	for {
+		err := write()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) || j.msg == nil {
+			w.log.Warn().Err(err).Str("request_id", j.d.RequestID).Msg("could not " + what + "; handing the job back")
+			if j.msg != nil {
+				w.handBack(j, time.Second)
+			}
+			return false
+		}
+		w.log.Debug().Err(err).Str("request_id", j.d.RequestID).Msg("could not " + what + "; retrying")
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+		delay = min(delay*2, 2*time.Second)
+		j.touchIfOld(w.ackWait)
+	}
 }
 
 // replay answers a job whose request id already has a stored result.
@@ -130,6 +158,8 @@ func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error
 	if res.Error != nil && res.Error.Kind == jobs.KindCredentialsInJob {
 		e.Data, e.Job = redactCredentials(e.Data), redactCredentials(e.Job)
 	}
+	// data is base64 in the entry: scrub the raw bytes, where a secret can still be seen.
+	e.Data, e.Job = w.scrub.bytes(e.Data), w.scrub.bytes(e.Job)
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err

@@ -24,8 +24,17 @@ func newScrubber(secrets []string) *scrubber {
 		if len(v) < 4 {
 			continue // too short to scrub without mangling ordinary text
 		}
-		s.secrets = append(s.secrets, []byte(v))
-		pairs = append(pairs, v, redacted)
+		forms := []string{v}
+		// Inside JSON a secret with quotes, backslashes or <>& is escaped: scrub that too.
+		if b, err := json.Marshal(v); err == nil {
+			if esc := string(b[1 : len(b)-1]); esc != v {
+				forms = append(forms, esc)
+			}
+		}
+		for _, f := range forms {
+			s.secrets = append(s.secrets, []byte(f))
+			pairs = append(pairs, f, redacted)
+		}
 	}
 	s.r = strings.NewReplacer(pairs...)
 	return s

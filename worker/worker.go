@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -63,10 +64,11 @@ type Worker struct {
 	m       *Metrics
 	ackWait time.Duration
 
-	inflight sync.WaitGroup
-	active   sync.Map // stream sequences being handled here
-	mu       sync.Mutex
-	loops    map[string]*loopState
+	inflight  sync.WaitGroup
+	active    sync.Map // stream sequences being handled here
+	consuming atomic.Bool
+	mu        sync.Mutex
+	loops     map[string]*loopState
 }
 
 type loopState struct {
@@ -174,9 +176,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer bg.Done()
 		w.sweepUnknown(ctx, hard)
 	}()
+	w.consuming.Store(true)
 	w.log.Info().Int("concurrency", w.c.Concurrency).Msg("worker consuming jobs")
 
 	<-ctx.Done()
+	w.consuming.Store(false)
 	w.log.Info().Dur("timeout", w.c.ShutdownTimeout).Msg("stopping: no new jobs, finishing those in flight")
 	for _, cc := range ccs {
 		cc.Drain()
@@ -203,6 +207,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info().Msg("worker stopped")
 	return nil
 }
+
+// Consuming reports whether every class consumer is set up and fetching.
+func (w *Worker) Consuming() bool { return w.consuming.Load() }
 
 // A fetch loop is stuck when it keeps missing its pull heartbeats (misses less than
 // missGap apart) for stuckAfter without receiving a message.
