@@ -209,6 +209,10 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		return step{delay: jitter(wait), reason: "breaker"}
 	}
 	call := d.Calls[i]
+	// Refresh the ack wait now: between the limiter's release and the call nothing may
+	// touch NATS, or a reconnecting connection would hold released calls back and let them
+	// go together.
+	j.touchIfOld(w.ackWait)
 	start := time.Now()
 	if err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat); err != nil || soft.Err() != nil {
 		return step{stopping: true}
@@ -229,7 +233,6 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		}
 		return step{delay: jitter(wait), reason: reason}
 	}
-	j.touchIfOld(w.ackWait)
 	t0 := time.Now()
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)
 	w.m.upstreamDuration.WithLabelValues(spec.Upstream, spec.Path, out.Kind.String()).Observe(time.Since(t0).Seconds())
@@ -268,7 +271,8 @@ func (w *Worker) acquireSlot(soft context.Context, j *job) (ok bool) {
 		case w.slots <- struct{}{}:
 			return true
 		case <-t.C:
-			j.heartbeat()
+			msg := j.msg
+			go func() { _ = msg.InProgress() }() // never block a released call on NATS
 		case <-soft.Done():
 			return false
 		}
