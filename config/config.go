@@ -134,7 +134,7 @@ func Load() (Config, error) {
 	if err := envconfig.Process(envPrefix, &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			return c, &Error{Var: envPrefix + "_" + pe.KeyName, Msg: fmt.Sprintf("invalid value %q for type %s", pe.Value, pe.TypeName)}
+			return c, &Error{Var: pe.KeyName, Msg: fmt.Sprintf("invalid value %q for type %s", pe.Value, pe.TypeName)}
 		}
 		return c, err
 	}

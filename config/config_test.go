@@ -1,0 +1,74 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	cases := map[string]string{
+		"PUSH_HTTP_TIMEOUT":          "ten",
+		"PUSH_RATE_P2P":              "-1",
+		"PUSH_MAX_ATTEMPTS":          "0",
+		"PUSH_LOG_FORMAT":            "xml",
+		"PUSH_APPS_FILE":             "/nonexistent/apps.json",
+		"PUSH_NOTIFY_STATS_INTERVAL": "-1s",
+		"PUSH_MIMC_URL":              "ftp://x",
+		"PUSH_SUBJECT_PREFIX":        "a.*",
+		"PUSH_MANAGE_STREAMS":        "maybe",
+	}
+	for v, val := range cases {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv(v, val)
+			_, err := Load()
+			var ce *Error
+			if err == nil || !errors.As(err, &ce) || ce.Var != v || !strings.Contains(err.Error(), v) {
+				t.Fatalf("%s=%s: error %v, want one naming %s", v, val, err, v)
+			}
+		})
+	}
+}
+
+func TestAppsFileAndSecrets(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "apps.json")
+	apps := `{"apps":{"shop":{"mimc":{"app_id":"123","app_key":"k-shop-secret","app_secret":"s-shop-secret"},
+		"notify":{"app_id":"n1","access_token":"tok-shop-secret","group_id":"g"},"rates":{"p2p":500}}}}`
+	if err := os.WriteFile(f, []byte(apps), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PUSH_APPS_FILE", f)
+	t.Setenv("PUSH_MIMC_APP_ID", "2882303761517")
+	t.Setenv("PUSH_MIMC_APP_KEY", "default-key-secret")
+	t.Setenv("PUSH_RATE_UCS", "20")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop := c.Apps["shop"]
+	if shop.MIMC.AppID != "123" || shop.MIMC.AppKey.Reveal() != "k-shop-secret" || shop.Notify.GroupID != "g" {
+		t.Fatalf("shop = %+v", shop)
+	}
+	if shop.Rate("p2p") != 500 || shop.Rate("ucs") != 20 || shop.Rate("notify") != 100 || c.Apps["default"].Rate("p2t") != 1000 {
+		t.Fatalf("rates: shop %v default %v", shop.Rates, c.Apps["default"].Rates)
+	}
+	b, _ := json.Marshal(c)
+	for _, s := range []string{"k-shop-secret", "s-shop-secret", "tok-shop-secret", "default-key-secret"} {
+		if strings.Contains(string(b), s) || strings.Contains(shop.MIMC.AppKey.String(), s) {
+			t.Fatalf("secret %s printed", s)
+		}
+	}
+	if len(c.Secrets()) != 4 {
+		t.Fatalf("secrets = %d", len(c.Secrets()))
+	}
+	if err := os.WriteFile(f, []byte(`{"apps":{"x":{"notify":{"acess_token":"t"}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(); err == nil || !strings.Contains(err.Error(), "PUSH_APPS_FILE") {
+		t.Fatalf("misspelt field accepted: %v", err)
+	}
+}

@@ -1,0 +1,65 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/pushworker/pushworker/jobs"
+)
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		name     string
+		up       string
+		shape    jobs.Shape
+		err      error
+		status   int
+		body     string
+		kind     Kind
+		errKind  jobs.ErrorKind
+		limited  bool
+		packetID string
+	}{
+		{"sent", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":200,"message":"success","data":{"packetId":"p-1"}}`, Sent, "", false, "p-1"},
+		{"network", jobs.UpstreamMIMC, jobs.ShapePacketID, errors.New("connection refused"), 0, "", Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"timeout", jobs.UpstreamMIMC, jobs.ShapePacketID, context.DeadlineExceeded, 0, "", Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"5xx", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 503, ``, Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"408", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 408, ``, Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"429", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 429, ``, Retryable, jobs.KindUpstreamUnavailable, true, ""},
+		{"rate message", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":500,"message":"rate limit exceeded"}`, Retryable, jobs.KindUpstreamUnavailable, true, ""},
+		{"401", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 401, `{"code":401}`, Configuration, jobs.KindUpstreamUnavailable, false, ""},
+		{"403", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 403, ``, Configuration, jobs.KindUpstreamUnavailable, false, ""},
+		{"400", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 400, `{"code":400,"message":"bad"}`, Permanent, jobs.KindUpstreamRejected, false, ""},
+		{"404", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 404, ``, Permanent, jobs.KindUpstreamRejected, false, ""},
+		{"malformed", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `<html>`, Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"unknown MIMC code", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":4001}`, Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"notify permanent", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":10002}`, Permanent, jobs.KindUpstreamRejected, false, ""},
+		{"notify 12005", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":12005}`, Permanent, jobs.KindUpstreamRejected, false, ""},
+		{"notify configuration", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":40000}`, Configuration, jobs.KindUpstreamUnavailable, false, ""},
+		{"notify retryable", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":20000}`, Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"notify data true", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":200,"data":true}`, Sent, "", false, ""},
+		{"partial", jobs.UpstreamMIMC, jobs.ShapeMultiTopic, nil, 200, `{"code":200,"data":{"succPacketIds":["a"],"failTopicIds":[9223372036854775807]}}`, Partial, jobs.KindUpstreamRejected, false, ""},
+		{"all topics failed", jobs.UpstreamMIMC, jobs.ShapeMultiTopic, nil, 200, `{"code":200,"data":{"succPacketIds":[],"failTopicIds":[1]}}`, Permanent, jobs.KindUpstreamRejected, false, ""},
+	}
+	for _, c := range cases {
+		o := Classify(c.up, c.shape, c.err, c.status, []byte(c.body))
+		if o.Kind != c.kind || o.RateLimited != c.limited || o.PacketID != c.packetID {
+			t.Fatalf("%s: outcome %+v", c.name, o)
+		}
+		if (o.Err == nil) != (c.errKind == "") || (o.Err != nil && o.Err.Kind != c.errKind) {
+			t.Fatalf("%s: error %+v, want kind %q", c.name, o.Err, c.errKind)
+		}
+		if c.err == nil && (o.Answer == nil || o.Answer.HTTPStatus != c.status) {
+			t.Fatalf("%s: answer %+v", c.name, o.Answer)
+		}
+	}
+	o := Classify(jobs.UpstreamMIMC, jobs.ShapeMultiTopic, nil, 200, []byte(`{"code":200,"data":{"succPacketIds":["a"],"failTopicIds":[9223372036854775807]}}`))
+	if o.FailTopicIDs[0] != "9223372036854775807" {
+		t.Fatalf("fail topic id lost digits: %v", o.FailTopicIDs)
+	}
+	o = Classify(jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, []byte(`{"code":200,"data":{"task_id":77}}`))
+	if o.TaskID == nil || *o.TaskID != 77 {
+		t.Fatalf("task id %v", o.TaskID)
+	}
+}
