@@ -183,12 +183,30 @@ func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heart
 	}
 }
 
-// release lets a grant go once the last second of releases has room for it.
-func (l *Limiter) release(e *entry, w *waiter, weight int, at time.Time) error {
-	if e.admit(w, weight) == stopped {
+// release records a grant.
+func (l *Limiter) release(e *entry, _ *waiter, weight int, at time.Time) error {
+	l.granted(e, at, weight)
+	return nil
+}
+
+// Admit is the last step before an upstream call whose tokens Wait granted: it holds the
+// caller while sending now would put more than this replica's rate plus burst into the
+// last second of sends. The bucket decides when tokens are due; Admit guards what the
+// upstream sees, whatever happened between the grant and the call (a scheduler stall, a
+// wait for a concurrency slot), so callers released late do not go out in a bunch.
+func (l *Limiter) Admit(ctx context.Context, app, class string, weight int) error {
+	if weight <= 0 {
+		return nil
+	}
+	e := l.entry(app, class)
+	if e.rate == 0 {
+		return nil
+	}
+	w := waiter{l: l, ctx: ctx}
+	defer w.release()
+	if e.admit(&w, weight) == stopped {
 		return w.err
 	}
-	l.granted(e, at, weight)
 	return nil
 }
 

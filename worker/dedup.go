@@ -7,6 +7,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushworker/pushworker/jobs"
@@ -164,12 +165,14 @@ func (w *Worker) saveRecord(ctx context.Context, j *job) error {
 	return nil
 }
 
-// remember stores the accepted result of the job under its request id.
-func (w *Worker) remember(ctx context.Context, j *job, res *jobs.Result) error {
+// rememberMsg is the KV put that stores the accepted result of the job under its request
+// id, as a message to publish (so that it can go out together with the result).
+func (w *Worker) rememberMsg(j *job, res *jobs.Result) *nats.Msg {
 	rec := &record{State: stateDone, Seq: j.seq, TS: j.ts.UnixNano(), Result: res, Updated: time.Now()}
-	b, _ := json.Marshal(rec)
-	_, err := w.dedup.Put(ctx, dedupKey(j.d.RequestID), b)
-	return err
+	m := nats.NewMsg("$KV." + w.n.DedupBucket() + "." + dedupKey(j.d.RequestID))
+	data, _ := json.Marshal(rec)
+	m.Data = w.scrub.bytes(data)
+	return m
 }
 
 // forget drops our record: rejected, failed and expired jobs leave none.

@@ -190,6 +190,11 @@ func (w *Worker) expired(ctx context.Context, j *job) bool {
 	return true
 }
 
+// ratePenalty is how long a class pauses on this replica after the upstream said its rate
+// was exceeded: long enough to let the upstream's window move on, short enough not to
+// waste much of the next second's budget.
+const ratePenalty = 250 * time.Millisecond
+
 // step is what one attempt at a call came to.
 type step struct {
 	out      upstream.Outcome
@@ -222,6 +227,9 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		return step{stopping: true}
 	}
 	defer func() { <-w.slots }()
+	if err := w.o.Limiter.Admit(soft, d.App, spec.Class, call.Weight); err != nil {
+		return step{stopping: true}
+	}
 	if !d.NotAfter.IsZero() && !time.Now().Before(d.NotAfter) {
 		return step{expired: true}
 	}
@@ -233,12 +241,13 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		}
 		return step{delay: jitter(wait), reason: reason}
 	}
+
 	t0 := time.Now()
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)
 	w.m.upstreamDuration.WithLabelValues(spec.Upstream, spec.Path, out.Kind.String()).Observe(time.Since(t0).Seconds())
 	done(out)
 	if out.RateLimited {
-		w.o.Limiter.Penalize(d.App, spec.Class, time.Second)
+		w.o.Limiter.Penalize(d.App, spec.Class, ratePenalty)
 	}
 	if out.Kind == upstream.Configuration {
 		code := 0

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushworker/pushworker/jobs"
 )
@@ -19,20 +21,23 @@ import (
 func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
 	res.CompletedAt = time.Now().UTC()
 	accepted := res.Status == jobs.StatusSent || res.Status == jobs.StatusPartial
-	if accepted && j.rec != nil {
+	switch {
+	case accepted && j.rec != nil:
 		// The upstream took the job: only this process knows it. Handing the job back
-		// before the record is written would send it again, so keep trying here.
-		if !w.persist(ctx, j, "record the result", func() error { return w.remember(ctx, j, res) }) {
+		// before the record is written would send it again, so keep trying here. The
+		// record and the result go out together; both are idempotent to repeat.
+		if !w.persist(ctx, j, "record and publish the result", func() error { return w.rememberAndPublish(ctx, j, res) }) {
 			return
 		}
-	}
-	if res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed {
+	case res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed:
 		if !w.persist(ctx, j, "write the DLQ entry", func() error { return w.publishDLQ(ctx, j, res) }) {
 			return
 		}
-	}
-	if !w.persist(ctx, j, "publish the result", func() error { return w.publishResult(ctx, j, res) }) {
-		return
+		fallthrough
+	default:
+		if !w.persist(ctx, j, "publish the result", func() error { return w.publishResult(ctx, j, res) }) {
+			return
+		}
 	}
 	if accepted && !w.accepted(ctx, j, res) {
 		return
@@ -130,9 +135,18 @@ func msgID(kind string, j *job) string {
 }
 
 func (w *Worker) publishResult(ctx context.Context, j *job, res *jobs.Result) error {
-	data, err := json.Marshal(res)
+	m, err := w.resultMsg(j, res)
 	if err != nil {
 		return err
+	}
+	_, err = w.js.PublishMsg(ctx, m)
+	return err
+}
+
+func (w *Worker) resultMsg(j *job, res *jobs.Result) (*nats.Msg, error) {
+	data, err := json.Marshal(res)
+	if err != nil {
+		return nil, err
 	}
 	subject := j.d.ReplySubject
 	if subject == "" {
@@ -143,8 +157,37 @@ func (w *Worker) publishResult(ctx context.Context, j *job, res *jobs.Result) er
 	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
 	m.Header.Set(jobs.HeaderStatus, string(res.Status))
 	m.Header.Set(nats.MsgIdHdr, msgID("r", j))
-	_, err = w.js.PublishMsg(ctx, m)
-	return err
+	return m, nil
+}
+
+// rememberAndPublish stores an accepted result under its request id and publishes it, in
+// one round trip: both publishes go out at once and both acks are awaited.
+func (w *Worker) rememberAndPublish(ctx context.Context, j *job, res *jobs.Result) error {
+	rec := w.rememberMsg(j, res)
+	out, err := w.resultMsg(j, res)
+	if err != nil {
+		return err
+	}
+	f1, err := w.js.PublishMsgAsync(rec)
+	if err != nil {
+		return err
+	}
+	f2, err := w.js.PublishMsgAsync(out)
+	if err != nil {
+		return err
+	}
+	for _, f := range []jetstream.PubAckFuture{f1, f2} {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("no acknowledgement from JetStream")
+		}
+	}
+	return nil
 }
 
 func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error {

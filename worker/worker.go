@@ -27,9 +27,11 @@ type Sender interface {
 	Host(upstream string) string
 }
 
-// Limiter hands out rate tokens per app and class.
+// Limiter hands out rate tokens per app and class: Wait until they are due, then Admit
+// right before the call, so that what the upstream sees stays within the rate.
 type Limiter interface {
 	Wait(ctx context.Context, app, class string, weight int, heartbeat func()) error
+	Admit(ctx context.Context, app, class string, weight int) error
 	Penalize(app, class string, d time.Duration)
 }
 
@@ -102,7 +104,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 }
 
 // maxAckPending bounds the jobs of one class held by all replicas at once.
-func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 1024) }
+func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 64) }
 
 // Run consumes until ctx ends, then stops taking jobs and finishes or hands back those in
 // flight within PUSH_SHUTDOWN_TIMEOUT.

@@ -353,7 +353,8 @@ func (s slowLimit) Wait(ctx context.Context, _, _ string, _ int, hb func()) erro
 		return ctx.Err()
 	}
 }
-func (slowLimit) Penalize(string, string, time.Duration) {}
+func (slowLimit) Penalize(string, string, time.Duration)           {}
+func (slowLimit) Admit(context.Context, string, string, int) error { return nil }
 
 func TestExpiresWhileWaitingForBudget(t *testing.T) {
 	e := newEnv(t, nil)

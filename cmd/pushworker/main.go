@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,7 @@ func main() {
 		os.Exit(2)
 	}
 	c.Sandbox = c.Sandbox || *sandbox
+	tuneGC()
 	log := newLogger(c)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,6 +42,18 @@ func main() {
 	if err := service.Run(ctx, c, log); err != nil {
 		log.Error().Err(err).Msg("pushworker stopped")
 		os.Exit(1)
+	}
+}
+
+// tuneGC trades a little memory for CPU: the live heap of a worker is a few MiB, so the
+// default GOGC=100 collects far too often (the benchmark measured ~35 % of CPU in GC). A
+// soft memory limit keeps RSS bounded. GOGC and GOMEMLIMIT in the environment win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(48 << 20)
 	}
 }
 
