@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -243,5 +244,37 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	if code, _, _ := w.get("/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
+	}
+}
+
+// TestReadyzWhenAStreamIsMissing: /readyz fails (naming the stream) while a stream the
+// worker needs is gone, and both health endpoints answer within 100 ms.
+func TestReadyzWhenAStreamIsMissing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, map[string]string{"PUSH_MANAGE_STREAMS": "true"})
+	w := e.start()
+	eventually(t, 10*time.Second, "/readyz 200", func() bool { code, _, _ := w.get("/readyz"); return code == 200 })
+	for _, p := range []string{"/healthz", "/readyz"} {
+		t0 := time.Now()
+		if code, _, err := w.get(p); err != nil || code != 200 {
+			t.Fatalf("%s: %d %v", p, code, err)
+		}
+		if d := time.Since(t0); d > 100*time.Millisecond {
+			t.Fatalf("%s took %v", p, d)
+		}
+	}
+	if err := e.js.DeleteStream(context.Background(), "PUSH_DLQ"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "/readyz 503 naming PUSH_DLQ", func() bool {
+		code, body, _ := w.get("/readyz")
+		return code == 503 && strings.Contains(body, "PUSH_DLQ")
+	})
+	t0 := time.Now()
+	if code, _, _ := w.get("/readyz"); code != 503 || time.Since(t0) > 100*time.Millisecond {
+		t.Fatalf("/readyz %d in %v", code, time.Since(t0))
+	}
+	if code, _, _ := w.get("/healthz"); code != 200 {
+		t.Fatalf("/healthz %d: a missing stream is not a reason to restart", code)
 	}
 }
