@@ -250,24 +250,32 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, class 
 	return cons, nil
 }
 
-// KV opens or creates a KV bucket.
+// KV creates or updates a KV bucket (so that a changed TTL takes effect), or opens it as it
+// is when it cannot be updated (PUSH_MANAGE_STREAMS=false, or a configuration the server
+// will not change).
 func KV(ctx context.Context, js jetstream.JetStream, c config.Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, bucket)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("KV bucket %s: %w", bucket, err)
-	}
-	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   bucket,
-		TTL:      ttl,
-		Storage:  jetstream.FileStorage,
-		Replicas: c.StreamReplicas,
-		History:  1,
-	})
-	if err != nil {
+	if c.ManageStreams {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   bucket,
+			TTL:      ttl,
+			Storage:  jetstream.FileStorage,
+			Replicas: c.StreamReplicas,
+			History:  1,
+		})
+		if err == nil {
+			return kv, nil
+		}
+		if kv, err2 := js.KeyValue(ctx, bucket); err2 == nil {
+			return kv, nil
+		}
 		return nil, fmt.Errorf("creating KV bucket %s: %w", bucket, err)
+	}
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, TTL: ttl, Storage: jetstream.FileStorage, Replicas: c.StreamReplicas, History: 1})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("KV bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }
