@@ -34,6 +34,8 @@ func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
+		// The answers are a few hundred bytes of JSON: gzip would cost more than it saves.
+		DisableCompression: true,
 	}
 	return &http.Client{Timeout: timeout, Transport: t}
 }

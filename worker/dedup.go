@@ -24,7 +24,7 @@ type record struct {
 	Calls    []callState          `json:"calls,omitempty"`
 	Last     *jobs.UpstreamAnswer `json:"last,omitempty"`
 	LastErr  *jobs.Error          `json:"last_err,omitempty"`
-	Result   *jobs.Result         `json:"result,omitempty"`
+	Result   json.RawMessage      `json:"result,omitempty"` // a jobs.Result, as published
 	Updated  time.Time            `json:"updated"`
 }
 
@@ -167,8 +167,8 @@ func (w *Worker) saveRecord(ctx context.Context, j *job) error {
 
 // rememberMsg is the KV put that stores the accepted result of the job under its request
 // id, as a message to publish (so that it can go out together with the result).
-func (w *Worker) rememberMsg(j *job, res *jobs.Result) *nats.Msg {
-	rec := &record{State: stateDone, Seq: j.seq, TS: j.ts.UnixNano(), Result: res, Updated: time.Now()}
+func (w *Worker) rememberMsg(j *job, result []byte) *nats.Msg {
+	rec := &record{State: stateDone, Seq: j.seq, TS: j.ts.UnixNano(), Result: result, Updated: time.Now()}
 	m := nats.NewMsg("$KV." + w.n.DedupBucket() + "." + dedupKey(j.d.RequestID))
 	data, _ := json.Marshal(rec)
 	m.Data = w.scrub.bytes(data)

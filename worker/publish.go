@@ -106,7 +106,14 @@ func (w *Worker) persist(ctx context.Context, j *job, what string, write func() 
 
 // replay answers a job whose request id already has a stored result.
 func (w *Worker) replay(ctx context.Context, j *job) {
-	res := *j.rec.Result
+	var res jobs.Result
+	if err := json.Unmarshal(j.rec.Result, &res); err != nil {
+		// An unreadable stored result protects nothing: forget it and start afresh.
+		w.log.Warn().Err(err).Str("request_id", j.d.RequestID).Msg("stored result unreadable; processing the job afresh")
+		_ = w.dedup.Delete(ctx, dedupKey(j.d.RequestID))
+		w.handBack(j, 0)
+		return
+	}
 	if !j.rec.owns(j) {
 		// A copy: the stored result again, marked duplicate, for the copy.
 		res.Duplicate = true
@@ -161,13 +168,14 @@ func (w *Worker) resultMsg(j *job, res *jobs.Result) (*nats.Msg, error) {
 }
 
 // rememberAndPublish stores an accepted result under its request id and publishes it, in
-// one round trip: both publishes go out at once and both acks are awaited.
+// one round trip: both publishes go out at once and both acks are awaited. The record
+// holds the very bytes published.
 func (w *Worker) rememberAndPublish(ctx context.Context, j *job, res *jobs.Result) error {
-	rec := w.rememberMsg(j, res)
 	out, err := w.resultMsg(j, res)
 	if err != nil {
 		return err
 	}
+	rec := w.rememberMsg(j, out.Data)
 	f1, err := w.js.PublishMsgAsync(rec)
 	if err != nil {
 		return err
