@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -158,21 +159,10 @@ func (w *Worker) appFor(d *jobs.Decoded) (*config.App, *jobs.Error) {
 			missing = append(missing, fmt.Sprintf("app %q has no notify credentials (PUSH_NOTIFY_APP_ID and PUSH_NOTIFY_ACCESS_TOKEN, or PUSH_APPS_FILE)", d.App))
 		}
 		if len(missing) > 0 {
-			return nil, jobs.Errorf(jobs.KindUnknownApp, "notify is not configured: "+join(missing, "; "))
+			return nil, jobs.Errorf(jobs.KindUnknownApp, "notify is not configured: "+strings.Join(missing, "; "))
 		}
 	}
 	return &a, nil
-}
-
-func join(s []string, sep string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += sep
-		}
-		out += x
-	}
-	return out
 }
 
 // expired finishes the job as expired when its not_after has passed.
