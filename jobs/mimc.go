@@ -219,23 +219,23 @@ func decodeMIMC(in *payloadInput) ([]Call, *Error) {
 		n := 1
 		switch f.kind {
 		case fString, fOptString, fMsgType:
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
+			s, enc, ok := stringValue(raw)
+			if !ok {
 				return nil, invalid("%s must be a string", path)
 			}
 			if f.kind == fString && s == "" {
 				return nil, invalid("%s must not be empty", path)
 			}
-			out, _ = json.Marshal(s)
+			out = enc
 		case fMessage:
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
+			s, enc, ok := stringValue(raw)
+			if !ok {
 				return nil, invalid("%s must be a string", path)
 			}
 			if err := checkMessage(path, s, base64Msg); err != nil {
 				return nil, err
 			}
-			out, _ = json.Marshal(s)
+			out = enc
 		case fBool:
 			var b bool
 			if json.Unmarshal(raw, &b) != nil {
@@ -304,6 +304,29 @@ func decodeMIMC(in *payloadInput) ([]Call, *Error) {
 	}
 	buf.WriteByte('}')
 	return []Call{{Body: buf.Bytes(), Weight: weight}}, nil
+}
+
+// stringValue reads a JSON string value and returns it with its canonical encoding. A plain
+// string (no escapes, valid UTF-8, the common case) is passed through without decoding
+// and encoding it again.
+func stringValue(raw json.RawMessage) (s string, enc []byte, ok bool) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		plain := true
+		for _, c := range raw[1 : len(raw)-1] {
+			if c == '\\' || c == '"' || c < 0x20 || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return string(raw[1 : len(raw)-1]), raw, true
+		}
+	}
+	if json.Unmarshal(raw, &s) != nil {
+		return "", nil, false
+	}
+	enc, _ = json.Marshal(s)
+	return s, enc, true
 }
 
 func checkMessage(path, s string, isBase64 bool) *Error {
