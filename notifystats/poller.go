@@ -79,7 +79,7 @@ type Poller struct {
 	log      zerolog.Logger
 	id       string
 	subject  string
-	scrub    *strings.Replacer
+	scrub    *config.Scrubber
 	m        *mirror
 	running  atomic.Bool
 }
@@ -112,13 +112,7 @@ func New(ctx context.Context, o Options) (*Poller, error) {
 	if p.breakers == nil {
 		p.breakers = upstream.NewBreakers(upstream.BreakerSettings{})
 	}
-	var pairs []string
-	for _, s := range c.Secrets() {
-		if len(s) >= 4 {
-			pairs = append(pairs, s, "[redacted]")
-		}
-	}
-	p.scrub = strings.NewReplacer(pairs...)
+	p.scrub = config.NewScrubber(c.Secrets())
 
 	bucket := broker.NamesFrom(c).StatsBucket()
 	ttl := p.bucketTTL()
@@ -433,7 +427,7 @@ func (p *Poller) poll(ctx context.Context, b batch, now time.Time) {
 			ev = ev.Int("status", o.Answer.HTTPStatus).Int("code", o.Answer.Code)
 		}
 		if o.Err != nil {
-			ev = ev.Str("error_kind", string(o.Err.Kind)).Str("detail", p.scrub.Replace(o.Err.Detail))
+			ev = ev.Str("error_kind", string(o.Err.Kind)).Str("detail", p.scrub.String(o.Err.Detail))
 		}
 		ev.Msg("notify stats poll failed; retrying next round")
 		p.dropStale(ctx, b.tasks, now)

@@ -124,7 +124,7 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		return err
 	}
 	defer func() { _ = busSub.Unsubscribe() }()
-	client := &upstream.Client{HTTP: upstream.NewHTTPClient(c.HTTPTimeout, c.Concurrency), MIMCURL: c.MIMCURL, NotifyURL: c.NotifyURL}
+	client := &upstream.Client{HTTP: upstream.NewHTTPClient(c.HTTPTimeout, c.Concurrency), MIMCURL: c.MIMCURL, NotifyURL: c.NotifyURL, Scrub: config.NewScrubber(c.Secrets())}
 
 	poller, err := notifystats.New(ctx, notifystats.Options{Config: c, JS: js, Client: client, Breakers: breakers, Logger: log, ReplicaID: replica})
 	if err != nil {

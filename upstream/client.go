@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/pushworker/pushworker/config"
@@ -66,14 +67,28 @@ type Client struct {
 	HTTP      *http.Client
 	MIMCURL   string
 	NotifyURL string
+	// Scrub, when set, removes configured secrets from every outcome's detail and message:
+	// an upstream that echoes a credential back must not put it into a result, a DLQ
+	// entry, a log line or /readyz.
+	Scrub *config.Scrubber
+
+	hostsOnce            sync.Once
+	mimcHost, notifyHost string
 }
 
-// Host returns the host an upstream's calls go to (the breaker key).
+// Host returns the host an upstream's calls go to (the breaker key). The URLs are parsed
+// once: this is asked for every job.
 func (c *Client) Host(upstream string) string {
-	base := c.MIMCURL
+	c.hostsOnce.Do(func() {
+		c.mimcHost, c.notifyHost = hostOf(c.MIMCURL), hostOf(c.NotifyURL)
+	})
 	if upstream == jobs.UpstreamNotify {
-		base = c.NotifyURL
+		return c.notifyHost
 	}
+	return c.mimcHost
+}
+
+func hostOf(base string) string {
 	if u, err := url.Parse(base); err == nil && u.Host != "" {
 		return u.Host
 	}
@@ -87,6 +102,19 @@ func (c *Client) Push(ctx context.Context, spec *jobs.Spec, app *config.App, bod
 
 // Do sends r with app's credentials and classifies the answer.
 func (c *Client) Do(ctx context.Context, app *config.App, r Request) Outcome {
+	o := c.do(ctx, app, r)
+	if c.Scrub != nil {
+		if o.Err != nil {
+			o.Err.Detail = c.Scrub.String(o.Err.Detail)
+		}
+		if o.Answer != nil {
+			o.Answer.Message = c.Scrub.String(o.Answer.Message)
+		}
+	}
+	return o
+}
+
+func (c *Client) do(ctx context.Context, app *config.App, r Request) Outcome {
 	req, err := c.build(ctx, app, r)
 	if err != nil {
 		return Outcome{Kind: Permanent, Err: jobs.Errorf(jobs.KindUnknownApp, err.Error())}

@@ -3,8 +3,13 @@ package upstream
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/pushworker/pushworker/config"
 	"github.com/pushworker/pushworker/jobs"
 )
 
@@ -61,5 +66,26 @@ func TestClassify(t *testing.T) {
 	o = Classify(jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, []byte(`{"code":200,"data":{"task_id":77}}`))
 	if o.TaskID == nil || *o.TaskID != 77 {
 		t.Fatalf("task id %v", o.TaskID)
+	}
+}
+
+// TestClientScrubsEchoedSecrets: an upstream that echoes the app's secret in its message
+// yields an outcome without it.
+func TestClientScrubsEchoedSecrets(t *testing.T) {
+	const secret = "app-S3CRET-echo"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"code":401,"message":"bad appSecret `+secret+`"}`)
+	}))
+	defer srv.Close()
+	c := &Client{HTTP: srv.Client(), MIMCURL: srv.URL, Scrub: config.NewScrubber([]string{secret})}
+	app := &config.App{Name: "default", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret("k"), AppSecret: config.NewSecret(secret)}}
+	spec, _ := jobs.Lookup("p2p")
+	o := c.Push(context.Background(), spec, app, []byte(`{"fromAccount":"a"}`))
+	if o.Kind != Configuration || strings.Contains(o.Err.Detail, secret) || strings.Contains(o.Answer.Message, secret) {
+		t.Fatalf("outcome %+v %+v %+v", o, o.Err, o.Answer)
+	}
+	if c.Host(jobs.UpstreamMIMC) != strings.TrimPrefix(srv.URL, "http://") {
+		t.Fatalf("host %q", c.Host(jobs.UpstreamMIMC))
 	}
 }

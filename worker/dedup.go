@@ -171,7 +171,7 @@ func (w *Worker) rememberMsg(j *job, result []byte) *nats.Msg {
 	rec := &record{State: stateDone, Seq: j.seq, TS: j.ts.UnixNano(), Result: result, Updated: time.Now()}
 	m := nats.NewMsg("$KV." + w.n.DedupBucket() + "." + dedupKey(j.d.RequestID))
 	data, _ := json.Marshal(rec)
-	m.Data = w.scrub.bytes(data)
+	m.Data = w.scrub.Bytes(data)
 	return m
 }
 

@@ -244,7 +244,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		if out.Answer != nil {
 			code = out.Answer.Code
 		}
-		w.log.Error().Str("app", d.App).Str("upstream", spec.Upstream).Int("code", code).Str("detail", w.scrub.string(out.Err.Detail)).
+		w.log.Error().Str("app", d.App).Str("upstream", spec.Upstream).Int("code", code).Str("detail", w.scrub.String(out.Err.Detail)).
 			Msg("upstream says the app's configuration is wrong; its jobs wait until a probe succeeds")
 		return step{delay: jitter(w.o.Breakers.ProbeEvery()), reason: "paused"}
 	}
@@ -314,7 +314,7 @@ func (w *Worker) record(hard context.Context, j *job, i int, out upstream.Outcom
 	}
 	w.m.attempts.WithLabelValues(j.d.Type, "retry").Inc()
 	w.log.Warn().Str("request_id", j.d.RequestID).Str("type", j.d.Type).Str("app", j.d.App).Int("attempt", j.rec.Failures).
-		Dur("retry_in", delay).Str("error", w.scrub.string(out.Err.Detail)).Msg("upstream call failed; will retry")
+		Dur("retry_in", delay).Str("error", w.scrub.String(out.Err.Detail)).Msg("upstream call failed; will retry")
 	w.handBack(j, delay)
 	return false
 }

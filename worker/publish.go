@@ -87,11 +87,9 @@ func (w *Worker) persist(ctx context.Context, j *job, what string, write func() 
 		if err == nil {
 			return true
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) || j.msg == nil {
+		if ctx.Err() != nil || time.Now().After(deadline) {
 			w.log.Warn().Err(err).Str("request_id", j.d.RequestID).Msg("could not " + what + "; handing the job back")
-			if j.msg != nil {
-				w.handBack(j, time.Second)
-			}
+			w.handBack(j, time.Second)
 			return false
 		}
 		w.log.Debug().Err(err).Str("request_id", j.d.RequestID).Msg("could not " + what + "; retrying")
@@ -160,7 +158,7 @@ func (w *Worker) resultMsg(j *job, res *jobs.Result) (*nats.Msg, error) {
 		subject = w.n.ResultSubject(res.Type)
 	}
 	m := nats.NewMsg(subject)
-	m.Data = w.scrub.bytes(data)
+	m.Data = w.scrub.Bytes(data)
 	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
 	m.Header.Set(jobs.HeaderStatus, string(res.Status))
 	m.Header.Set(nats.MsgIdHdr, msgID("r", j))
@@ -210,12 +208,12 @@ func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error
 		e.Data, e.Job = redactCredentials(e.Data), redactCredentials(e.Job)
 	}
 	// data is base64 in the entry: scrub the raw bytes, where a secret can still be seen.
-	e.Data, e.Job = w.scrub.bytes(e.Data), w.scrub.bytes(e.Job)
+	e.Data, e.Job = w.scrub.Bytes(e.Data), w.scrub.Bytes(e.Job)
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	data = w.scrub.bytes(data)
+	data = w.scrub.Bytes(data)
 	m := nats.NewMsg(w.n.DLQSubject(res.Type))
 	m.Data = data
 	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
@@ -238,7 +236,7 @@ func (w *Worker) observe(res *jobs.Result) {
 	ev = ev.Str("request_id", res.RequestID).Str("type", res.Type).Str("app", res.App).
 		Str("status", string(res.Status)).Int("attempt", res.Attempts).Uint64("job_seq", res.JobSeq).Bool("duplicate", res.Duplicate)
 	if res.Error != nil {
-		ev = ev.Str("error_kind", string(res.Error.Kind)).Str("error", w.scrub.string(res.Error.Detail))
+		ev = ev.Str("error_kind", string(res.Error.Kind)).Str("error", w.scrub.String(res.Error.Detail))
 	}
 	ev.Msg("job finished")
 }

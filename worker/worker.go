@@ -62,7 +62,7 @@ type Worker struct {
 	dedup   jetstream.KeyValue
 	stream  jetstream.Stream
 	slots   chan struct{}
-	scrub   *scrubber
+	scrub   *config.Scrubber
 	m       *Metrics
 	ackWait time.Duration
 
@@ -74,10 +74,9 @@ type Worker struct {
 }
 
 type loopState struct {
-	lastActivity time.Time // last message received
-	firstMiss    time.Time // first of a run of missed pull heartbeats; zero when fine
-	lastMiss     time.Time // latest missed pull heartbeat
-	closed       bool      // the consume loop ended while the worker was running
+	firstMiss time.Time // first of a run of missed pull heartbeats; zero when fine
+	lastMiss  time.Time // latest missed pull heartbeat
+	closed    bool      // the consume loop ended while the worker was running
 }
 
 // New prepares a worker: the dedup bucket and the class consumers.
@@ -90,7 +89,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	}
 	w := &Worker{
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
-		slots: make(chan struct{}, o.Config.Concurrency), scrub: newScrubber(o.Config.Secrets()),
+		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{},
 	}
 	var err error
@@ -124,13 +123,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		}
 		class := class
-		ls := &loopState{lastActivity: time.Now()}
+		ls := &loopState{}
 		w.mu.Lock()
 		w.loops[class] = ls
 		w.mu.Unlock()
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			w.mu.Lock()
-			ls.lastActivity = time.Now()
 			ls.firstMiss = time.Time{}
 			w.mu.Unlock()
 			w.inflight.Add(1)

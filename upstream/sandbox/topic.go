@@ -223,6 +223,20 @@ func callerAccount(r *http.Request) (account string, present bool, msg string) {
 	return v, true, ""
 }
 
+// topicRequest checks the app credentials and reads the topicId header of a topic API call
+// that names a topic by header; it answers the error itself and returns ok false.
+func (s *Server) topicRequest(w http.ResponseWriter, r *http.Request) (app *mimcApp, id int64, ok bool) {
+	if app = s.topicApp(w, r); app == nil {
+		return nil, 0, false
+	}
+	id, msg := headerTopicID(r)
+	if msg != "" {
+		badRequest(w, msg)
+		return nil, 0, false
+	}
+	return app, id, true
+}
+
 // headerTopicID reads the topicId header.
 func headerTopicID(r *http.Request) (int64, string) {
 	v := r.Header.Get("topicId")
@@ -410,16 +424,11 @@ func (s *Server) topicUpdate(w http.ResponseWriter, r *http.Request, body []byte
 // topicDelete answers DELETE /api/uctopic. With an appAccount header the caller must be
 // the owner; without one the app's credentials suffice.
 func (s *Server) topicDelete(w http.ResponseWriter, r *http.Request, _ []byte) {
-	app := s.topicApp(w, r)
-	if app == nil {
+	app, id, ok := s.topicRequest(w, r)
+	if !ok {
 		return
 	}
 	caller, present, msg := callerAccount(r)
-	if msg != "" {
-		badRequest(w, msg)
-		return
-	}
-	id, msg := headerTopicID(r)
 	if msg != "" {
 		badRequest(w, msg)
 		return
@@ -447,13 +456,8 @@ func (s *Server) topicDelete(w http.ResponseWriter, r *http.Request, _ []byte) {
 // topicUserList answers GET /api/uctopic/userlist: one page of members with a uuid greater
 // than startUuid.
 func (s *Server) topicUserList(w http.ResponseWriter, r *http.Request, _ []byte) {
-	app := s.topicApp(w, r)
-	if app == nil {
-		return
-	}
-	id, msg := headerTopicID(r)
-	if msg != "" {
-		badRequest(w, msg)
+	app, id, ok := s.topicRequest(w, r)
+	if !ok {
 		return
 	}
 	var start int64
@@ -526,13 +530,8 @@ func (s *Server) topicTopics(w http.ResponseWriter, r *http.Request, _ []byte) {
 
 // topicInfo answers GET /api/uctopic/topic.
 func (s *Server) topicInfo(w http.ResponseWriter, r *http.Request, _ []byte) {
-	app := s.topicApp(w, r)
-	if app == nil {
-		return
-	}
-	id, msg := headerTopicID(r)
-	if msg != "" {
-		badRequest(w, msg)
+	app, id, ok := s.topicRequest(w, r)
+	if !ok {
 		return
 	}
 	t := &s.topics
@@ -556,13 +555,8 @@ func (s *Server) topicInfo(w http.ResponseWriter, r *http.Request, _ []byte) {
 
 // topicOnline answers GET /api/uctopic/onlineinfo.
 func (s *Server) topicOnline(w http.ResponseWriter, r *http.Request, _ []byte) {
-	app := s.topicApp(w, r)
-	if app == nil {
-		return
-	}
-	id, msg := headerTopicID(r)
-	if msg != "" {
-		badRequest(w, msg)
+	app, id, ok := s.topicRequest(w, r)
+	if !ok {
 		return
 	}
 	t := &s.topics
