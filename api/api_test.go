@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/valyala/fasthttp"
+
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -102,7 +104,7 @@ func newHarness(t *testing.T, opts ...func(*harnessOpts)) *harness {
 
 	fake, srv := newFakeUpstream(t, testAppID, testAppKey, testAppSecret, testNAppID, testToken)
 	hc := upstream.NewHTTPClient(o.timeout, 16)
-	rec := &recorder{next: hc.Transport}
+	rec := &recorder{next: fasthttp.DefaultTransport}
 	hc.Transport = rec
 	base := srv.URL
 	mimc := &config.MIMCCreds{AppID: testAppID, AppKey: config.NewSecret(testAppKey), AppSecret: config.NewSecret(testAppSecret)}

@@ -1,7 +1,8 @@
 package api
 
 import (
-	"bytes"
+	"github.com/valyala/fasthttp"
+
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -27,24 +28,27 @@ type sent struct {
 	Body   string
 }
 
-// recorder is the client's transport in tests: it records every request and passes it on.
+// recorder is the client's transport in tests: it records every request as it goes out
+// (header keys exactly as sent) and passes it on.
 type recorder struct {
-	next http.RoundTripper
+	next fasthttp.RoundTripper
 	mu   sync.Mutex
 	reqs []sent
 }
 
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	var body []byte
-	if req.Body != nil {
-		body, _ = io.ReadAll(req.Body)
-		req.Body.Close()
-		req.Body = io.NopCloser(bytes.NewReader(body))
+func (r *recorder) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	s := sent{Method: string(req.Header.Method()), Path: string(req.URI().Path()), Query: string(req.URI().QueryString()), Header: http.Header{}, Body: string(req.Body())}
+	for k, v := range req.Header.All() {
+		switch key := string(k); key {
+		case "Host", "Content-Length", "User-Agent":
+		default:
+			s.Header[key] = append(s.Header[key], string(v))
+		}
 	}
 	r.mu.Lock()
-	r.reqs = append(r.reqs, sent{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Header: req.Header.Clone(), Body: string(body)})
+	r.reqs = append(r.reqs, s)
 	r.mu.Unlock()
-	return r.next.RoundTrip(req)
+	return r.next.RoundTrip(hc, req, resp)
 }
 
 func (r *recorder) all() []sent {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushworker/pushworker/config"
 	"github.com/pushworker/pushworker/jobs"
@@ -78,7 +79,7 @@ func TestClientScrubsEchoedSecrets(t *testing.T) {
 		_, _ = io.WriteString(w, `{"code":401,"message":"bad appSecret `+secret+`"}`)
 	}))
 	defer srv.Close()
-	c := &Client{HTTP: srv.Client(), MIMCURL: srv.URL, Scrub: config.NewScrubber([]string{secret})}
+	c := &Client{HTTP: NewHTTPClient(2*time.Second, 16), MIMCURL: srv.URL, Scrub: config.NewScrubber([]string{secret})}
 	app := &config.App{Name: "default", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret("k"), AppSecret: config.NewSecret(secret)}}
 	spec, _ := jobs.Lookup("p2p")
 	o := c.Push(context.Background(), spec, app, []byte(`{"fromAccount":"a"}`))
