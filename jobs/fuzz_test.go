@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -61,6 +62,14 @@ func FuzzDecode(f *testing.F) {
 		// Fails until decodeStrict refuses trailing "}" or "]" (see TestDecodeTrailingData).
 		if d.JSON != nil && !json.Valid(d.JSON) {
 			t.Errorf("Decoded.JSON is not valid JSON: %q", d.JSON)
+		}
+		// The one-pass reader (jsontext) and encoding/json agree on what is a JSON object.
+		isObject := json.Valid(data) && bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
+		if err != nil && strings.HasPrefix(err.Detail, "job is not a valid JSON object") && isObject {
+			t.Errorf("rejected as not JSON (%s), but encoding/json reads an object: %q", err.Detail, data)
+		}
+		if d.JSON != nil && !isObject {
+			t.Errorf("read as a JSON object, but encoding/json does not: %q", data)
 		}
 		if err != nil {
 			if !decodeKinds[err.Kind] {

@@ -4,10 +4,8 @@
 package jobs
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -148,12 +146,37 @@ func (d *Decoded) Weight() int {
 // worker's configuration.
 var CredentialFields = []string{"appId", "appKey", "appSecret", "access-token", "access_token", "token"}
 
+// envelope is a job's data read member by member; Payload aliases the data.
 type envelope struct {
-	RequestID    *string         `json:"request_id"`
-	App          *string         `json:"app"`
-	NotAfter     *string         `json:"not_after"`
-	ReplySubject *string         `json:"reply_subject"`
-	Payload      json.RawMessage `json:"payload"`
+	RequestID, App, NotAfter, ReplySubject *string
+	Payload                                []byte
+}
+
+// errInvalidMember marks an envelope error that is about one member, not the JSON text.
+type errInvalidMember struct{ error }
+
+func (e *envelope) read(data []byte) error {
+	return eachMember(data, func(name string, v []byte) error {
+		var err error
+		switch name {
+		case "request_id":
+			e.RequestID, err = optString(name, v)
+		case "app":
+			e.App, err = optString(name, v)
+		case "not_after":
+			e.NotAfter, err = optString(name, v)
+		case "reply_subject":
+			e.ReplySubject, err = optString(name, v)
+		case "payload":
+			e.Payload = v
+		default:
+			err = fmt.Errorf("%s: unknown field (a job has request_id, app, not_after, reply_subject and payload)", name)
+		}
+		if err != nil {
+			return errInvalidMember{err}
+		}
+		return nil
+	})
 }
 
 // Decode validates a job message and returns it ready to send. The error, when not nil, is
@@ -172,7 +195,7 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 		return d, Errorf(KindTooLarge, fmt.Sprintf("job is %d bytes, more than the limit of %d", len(data), o.MaxBytes))
 	}
 	var env envelope
-	envErr := decodeStrict(data, &env)
+	envErr := env.read(data)
 	if envErr == nil {
 		d.JSON = data
 		if env.RequestID != nil && validRequestID(*env.RequestID) {
@@ -190,6 +213,9 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 		return d, Errorf(KindUnknownType, fmt.Sprintf("unknown job type %q (subject %s)", d.Type, m.Subject))
 	}
 	d.Spec = spec
+	if im, ok := envErr.(errInvalidMember); ok {
+		return d, Errorf(KindInvalidJob, im.Error())
+	}
 	if envErr != nil {
 		return d, Errorf(KindInvalidJob, "job is not a valid JSON object: "+envErr.Error())
 	}
@@ -209,13 +235,17 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 	if env.ReplySubject != nil && !validReplySubject(*env.ReplySubject, prefix) {
 		return d, Errorf(KindInvalidJob, fmt.Sprintf("reply_subject %q must be a subject under %s.results. without wildcards", *env.ReplySubject, prefix))
 	}
-	if len(env.Payload) == 0 || bytes.Equal(env.Payload, []byte("null")) {
+	if len(env.Payload) == 0 || string(env.Payload) == "null" {
 		return d, Errorf(KindInvalidJob, "payload is required")
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(env.Payload, &fields); err != nil {
+	if env.Payload[0] != '{' {
 		return d, Errorf(KindInvalidJob, "payload must be a JSON object")
 	}
+	fields := make(map[string]json.RawMessage, 8)
+	_ = eachMember(env.Payload, func(name string, v []byte) error { // validated with the job
+		fields[name] = v
+		return nil
+	})
 	for _, f := range CredentialFields {
 		if _, ok := fields[f]; ok {
 			return d, Errorf(KindCredentialsInJob, fmt.Sprintf("payload.%s: credentials must not be in a job; they come from the worker's configuration of app %q", f, d.App))
@@ -275,20 +305,4 @@ func validReplySubject(s, prefix string) bool {
 		}
 	}
 	return true
-}
-
-// decodeStrict unmarshals one JSON object, refusing unknown fields and trailing data.
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("trailing data after the JSON object")
-	}
-	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
-		return fmt.Errorf("not a JSON object")
-	}
-	return nil
 }

@@ -153,8 +153,12 @@ type mimcField struct {
 	weight   bool // the job's weight is this list's length
 }
 
-// mimcFields lists, per type, the payload fields in the order of the upstream docs.
-var mimcFields = map[Type][]mimcField{}
+// mimcFields lists, per type, the payload fields in the order of the upstream docs;
+// mimcKnown holds the same names as sets.
+var (
+	mimcFields = map[Type][]mimcField{}
+	mimcKnown  = map[Type]map[string]bool{}
+)
 
 func init() {
 	head := []mimcField{{name: "fromAccount", kind: fString, required: true}, {name: "fromResource", kind: fOptString}}
@@ -162,6 +166,10 @@ func init() {
 	def := func(t Type, mid ...mimcField) {
 		f := append(append(append([]mimcField{}, head...), mid...), tail...)
 		mimcFields[t] = f
+		mimcKnown[t] = map[string]bool{}
+		for _, x := range f {
+			mimcKnown[t][x.name] = true
+		}
 	}
 	def(P2P, mimcField{name: "toAccount", kind: fString, required: true}, mimcField{name: "msg", kind: fMessage, required: true})
 	def(P2PMore, mimcField{name: "toAccounts", kind: fStringList, required: true, weight: true}, mimcField{name: "msg", kind: fMessage, required: true})
@@ -178,11 +186,7 @@ func invalid(format string, a ...any) *Error {
 
 // decodeMIMC validates a MIMC payload and writes the upstream body without credentials.
 func decodeMIMC(in *payloadInput) ([]Call, *Error) {
-	fields := mimcFields[in.spec.Type]
-	known := make(map[string]bool, len(fields))
-	for _, f := range fields {
-		known[f.name] = true
-	}
+	fields, known := mimcFields[in.spec.Type], mimcKnown[in.spec.Type]
 	var unknown []string
 	for k := range in.fields {
 		if !known[k] {
@@ -214,44 +218,42 @@ func decodeMIMC(in *payloadInput) ([]Call, *Error) {
 			}
 			continue
 		}
-		path := "payload." + f.name
 		var out []byte
 		n := 1
 		switch f.kind {
 		case fString, fOptString, fMsgType:
 			s, enc, ok := stringValue(raw)
 			if !ok {
-				return nil, invalid("%s must be a string", path)
+				return nil, invalid("%s must be a string", "payload."+f.name)
 			}
 			if f.kind == fString && s == "" {
-				return nil, invalid("%s must not be empty", path)
+				return nil, invalid("%s must not be empty", "payload."+f.name)
 			}
 			out = enc
 		case fMessage:
 			s, enc, ok := stringValue(raw)
 			if !ok {
-				return nil, invalid("%s must be a string", path)
+				return nil, invalid("%s must be a string", "payload."+f.name)
 			}
-			if err := checkMessage(path, s, base64Msg); err != nil {
+			if err := checkMessage("payload."+f.name, s, base64Msg); err != nil {
 				return nil, err
 			}
 			out = enc
 		case fBool:
-			var b bool
-			if json.Unmarshal(raw, &b) != nil {
-				return nil, invalid("%s must be true or false", path)
+			if s := string(raw); s != "true" && s != "false" { // raw is valid JSON
+				return nil, invalid("%s must be true or false", "payload."+f.name)
 			}
-			out = strconv.AppendBool(nil, b)
+			out = raw
 		case fStringList, fMessageList:
 			var l []string
 			if json.Unmarshal(raw, &l) != nil {
-				return nil, invalid("%s must be a list of strings", path)
+				return nil, invalid("%s must be a list of strings", "payload."+f.name)
 			}
 			if len(l) == 0 {
-				return nil, invalid("%s must not be empty", path)
+				return nil, invalid("%s must not be empty", "payload."+f.name)
 			}
 			for i, s := range l {
-				p := fmt.Sprintf("%s[%d]", path, i)
+				p := fmt.Sprintf("%s[%d]", "payload."+f.name, i)
 				if f.kind == fMessageList {
 					if err := checkMessage(p, s, base64Msg); err != nil {
 						return nil, err
@@ -265,22 +267,22 @@ func decodeMIMC(in *payloadInput) ([]Call, *Error) {
 		case fTopic:
 			v, err := parseTopicID(raw)
 			if err != nil {
-				return nil, invalid("%s: %v", path, err)
+				return nil, invalid("%s: %v", "payload."+f.name, err)
 			}
 			out = strconv.AppendInt(nil, v, 10)
 		case fTopicList:
 			var l []json.RawMessage
 			if json.Unmarshal(raw, &l) != nil {
-				return nil, invalid("%s must be a list of topic ids", path)
+				return nil, invalid("%s must be a list of topic ids", "payload."+f.name)
 			}
 			if len(l) == 0 {
-				return nil, invalid("%s must not be empty", path)
+				return nil, invalid("%s must not be empty", "payload."+f.name)
 			}
 			out = append(out, '[')
 			for i, r := range l {
 				v, err := parseTopicID(r)
 				if err != nil {
-					return nil, invalid("%s[%d]: %v", path, i, err)
+					return nil, invalid("%s[%d]: %v", "payload."+f.name, i, err)
 				}
 				if i > 0 {
 					out = append(out, ',')
