@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pushworker/pushworker/internal/jsonobj"
 )
 
 // Type is a job type: the last token of the subject <prefix>.jobs.<type>.
@@ -156,17 +158,17 @@ type envelope struct {
 type errInvalidMember struct{ error }
 
 func (e *envelope) read(data []byte) error {
-	return eachMember(data, func(name string, v []byte) error {
+	return jsonobj.Each(data, func(name string, v []byte) error {
 		var err error
 		switch name {
 		case "request_id":
-			e.RequestID, err = optString(name, v)
+			e.RequestID, err = jsonobj.OptString(name, v)
 		case "app":
-			e.App, err = optString(name, v)
+			e.App, err = jsonobj.OptString(name, v)
 		case "not_after":
-			e.NotAfter, err = optString(name, v)
+			e.NotAfter, err = jsonobj.OptString(name, v)
 		case "reply_subject":
-			e.ReplySubject, err = optString(name, v)
+			e.ReplySubject, err = jsonobj.OptString(name, v)
 		case "payload":
 			e.Payload = v
 		default:
@@ -242,7 +244,7 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 		return d, Errorf(KindInvalidJob, "payload must be a JSON object")
 	}
 	fields := make(map[string]json.RawMessage, 8)
-	_ = eachMember(env.Payload, func(name string, v []byte) error { // validated with the job
+	_ = jsonobj.Each(env.Payload, func(name string, v []byte) error { // validated with the job
 		fields[name] = v
 		return nil
 	})

@@ -3,7 +3,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pushworker/pushworker/internal/jsonobj"
 	"github.com/pushworker/pushworker/jobs"
 )
 
@@ -71,11 +71,55 @@ var notifyCodes = map[int]Kind{
 	12001: Retryable, 12003: Retryable, 12004: Retryable, 20000: Retryable,
 }
 
-// answer is the common envelope of both upstreams' answers.
+// answer is the common envelope of both upstreams' answers, read in one pass. Names match
+// case-insensitively, as encoding/json would.
 type answer struct {
-	Code    *json.Number    `json:"code"`
-	Message *string         `json:"message"`
-	Data    json.RawMessage `json:"data"`
+	code    int
+	message *string
+	data    []byte // aliases the body
+}
+
+var errMalformed = errors.New("malformed answer")
+
+// readAnswer reads body; ok is false when it is not a JSON object with a numeric code.
+func readAnswer(body []byte) (a answer, ok bool) {
+	hasCode := false
+	err := jsonobj.Each(body, func(name string, v []byte) error {
+		switch {
+		case strings.EqualFold(name, "code"):
+			if string(v) == "null" {
+				return nil
+			}
+			n, ok := number(v)
+			if !ok {
+				return errMalformed
+			}
+			a.code, hasCode = 0, true
+			if c, err := strconv.Atoi(n); err == nil {
+				a.code = c
+			}
+		case strings.EqualFold(name, "message"):
+			m, err := jsonobj.OptString(name, v)
+			if err != nil {
+				return err
+			}
+			a.message = m
+		case strings.EqualFold(name, "data"):
+			a.data = v
+		}
+		return nil
+	})
+	return a, err == nil && hasCode
+}
+
+// number returns the text of a JSON number, or of a string holding one.
+func number(v []byte) (string, bool) {
+	if len(v) > 0 && v[0] == '"' {
+		s := jsonobj.Unquote(v)
+		_, err := strconv.ParseFloat(s, 64)
+		return s, err == nil
+	}
+	return string(v), len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9')
 }
 
 // Classify decides the outcome of one upstream call from the transport error, the HTTP
@@ -90,14 +134,11 @@ func Classify(upstream string, shape jobs.Shape, err error, status int, body []b
 		return Outcome{Kind: Retryable, Err: jobs.Errorf(jobs.KindUpstreamUnavailable, detail)}
 	}
 	ans := &jobs.UpstreamAnswer{HTTPStatus: status}
-	var a answer
-	parsed := json.Unmarshal(body, &a) == nil && a.Code != nil
+	a, parsed := readAnswer(body)
 	if parsed {
-		if c, err := strconv.Atoi(a.Code.String()); err == nil {
-			ans.Code = c
-		}
-		if a.Message != nil {
-			ans.Message = *a.Message
+		ans.Code = a.code
+		if a.message != nil {
+			ans.Message = *a.message
 		}
 	}
 	o := Outcome{Answer: ans}
@@ -136,8 +177,8 @@ func Classify(upstream string, shape jobs.Shape, err error, status int, body []b
 		}
 	}
 	o.Kind = Sent
-	o.Data = a.Data
-	parseData(&o, shape, a.Data)
+	o.Data = a.data
+	parseData(&o, shape, a.data)
 	return o
 }
 
@@ -168,27 +209,35 @@ func snippet(b []byte) string {
 
 // parseData reads the ids of a successful answer. Missing ids do not make an accepted
 // request fail: the result then simply has none.
-func parseData(o *Outcome, shape jobs.Shape, data json.RawMessage) {
+func parseData(o *Outcome, shape jobs.Shape, data []byte) {
 	if len(data) == 0 || data[0] != '{' {
 		return
 	}
-	var d struct {
-		PacketID      json.RawMessage   `json:"packetId"`
-		PacketIDs     []json.RawMessage `json:"packetIds"`
-		SuccPacketIDs []json.RawMessage `json:"succPacketIds"`
-		FailTopicIDs  []json.RawMessage `json:"failTopicIds"`
-		TaskID        *json.Number      `json:"task_id"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if dec.Decode(&d) != nil {
+	var packetIDs, succ, fail []string
+	var taskID []byte
+	err := jsonobj.Each(data, func(name string, v []byte) error {
+		switch {
+		case strings.EqualFold(name, "packetId"):
+			o.PacketID = idString(v)
+		case strings.EqualFold(name, "packetIds"):
+			packetIDs = idList(v)
+		case strings.EqualFold(name, "succPacketIds"):
+			succ = idList(v)
+		case strings.EqualFold(name, "failTopicIds"):
+			fail = idList(v)
+		case strings.EqualFold(name, "task_id"):
+			taskID = v
+		}
+		return nil
+	})
+	if err != nil {
+		o.PacketID = ""
 		return
 	}
-	o.PacketID = idString(d.PacketID)
-	o.PacketIDs = idStrings(d.PacketIDs)
+	o.PacketIDs = packetIDs
 	if shape == jobs.ShapeMultiTopic {
-		o.PacketIDs = idStrings(d.SuccPacketIDs)
-		o.FailTopicIDs = idStrings(d.FailTopicIDs)
+		o.PacketIDs = succ
+		o.FailTopicIDs = fail
 		if len(o.FailTopicIDs) > 0 {
 			o.Kind = Partial
 			o.Err = jobs.Errorf(jobs.KindUpstreamRejected, fmt.Sprintf("upstream could not push to %d of the topics (fail_topic_ids)", len(o.FailTopicIDs)))
@@ -198,24 +247,29 @@ func parseData(o *Outcome, shape jobs.Shape, data json.RawMessage) {
 			}
 		}
 	}
-	if d.TaskID != nil {
-		if v, err := d.TaskID.Int64(); err == nil {
+	if n, ok := number(taskID); ok {
+		if v, err := strconv.ParseInt(n, 10, 64); err == nil {
 			o.TaskID = &v
 		}
 	}
 }
 
+// idList reads a JSON list of ids (strings or numbers).
+func idList(v []byte) []string {
+	var rs []json.RawMessage
+	if json.Unmarshal(v, &rs) != nil {
+		return nil
+	}
+	return idStrings(rs)
+}
+
 // idString turns a JSON string or number into its text.
-func idString(r json.RawMessage) string {
+func idString(r []byte) string {
 	if len(r) == 0 || string(r) == "null" {
 		return ""
 	}
 	if r[0] == '"' {
-		var s string
-		if json.Unmarshal(r, &s) == nil {
-			return s
-		}
-		return ""
+		return jsonobj.Unquote(r)
 	}
 	return string(r)
 }

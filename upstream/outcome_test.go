@@ -46,6 +46,11 @@ func TestClassify(t *testing.T) {
 		{"notify retryable", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":20000}`, Retryable, jobs.KindUpstreamUnavailable, false, ""},
 		{"notify data true", jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, `{"code":200,"data":true}`, Sent, "", false, ""},
 		{"partial", jobs.UpstreamMIMC, jobs.ShapeMultiTopic, nil, 200, `{"code":200,"data":{"succPacketIds":["a"],"failTopicIds":[9223372036854775807]}}`, Partial, jobs.KindUpstreamRejected, false, ""},
+		{"code as a string, numeric id", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":"200","data":{"packetId":123}}`, Sent, "", false, "123"},
+		{"escaped id", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":200,"data":{"packetId":"a\u002db"}}`, Sent, "", false, "a-b"},
+		{"names in another case", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"Code":200,"Data":{"PacketId":"p"}}`, Sent, "", false, "p"},
+		{"code not a number", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":"ok"}`, Retryable, jobs.KindUpstreamUnavailable, false, ""},
+		{"trailing data", jobs.UpstreamMIMC, jobs.ShapePacketID, nil, 200, `{"code":200}{"code":500}`, Retryable, jobs.KindUpstreamUnavailable, false, ""},
 		{"all topics failed", jobs.UpstreamMIMC, jobs.ShapeMultiTopic, nil, 200, `{"code":200,"data":{"succPacketIds":[],"failTopicIds":[1]}}`, Permanent, jobs.KindUpstreamRejected, false, ""},
 	}
 	for _, c := range cases {
@@ -64,9 +69,15 @@ func TestClassify(t *testing.T) {
 	if o.FailTopicIDs[0] != "9223372036854775807" {
 		t.Fatalf("fail topic id lost digits: %v", o.FailTopicIDs)
 	}
-	o = Classify(jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, []byte(`{"code":200,"data":{"task_id":77}}`))
-	if o.TaskID == nil || *o.TaskID != 77 {
-		t.Fatalf("task id %v", o.TaskID)
+	for _, body := range []string{`{"code":200,"data":{"task_id":77}}`, `{"code":200,"data":{"task_id":"77"}}`} {
+		o = Classify(jobs.UpstreamNotify, jobs.ShapeNotifyTask, nil, 200, []byte(body))
+		if o.TaskID == nil || *o.TaskID != 77 {
+			t.Fatalf("%s: task id %v", body, o.TaskID)
+		}
+	}
+	o = Classify(jobs.UpstreamMIMC, jobs.ShapePacketIDs, nil, 200, []byte(`{"code":200,"message":"成功","data":{"packetIds":["x",7]}}`))
+	if strings.Join(o.PacketIDs, ",") != "x,7" || o.Answer.Message != "成功" {
+		t.Fatalf("packet ids %v, message %q", o.PacketIDs, o.Answer.Message)
 	}
 }
 

@@ -1,4 +1,6 @@
-package jobs
+// Package jsonobj reads JSON objects member by member in one pass, for the worker's hot
+// path: job envelopes and payloads, and upstream answers.
+package jsonobj
 
 import (
 	"bytes"
@@ -10,31 +12,31 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// objectReader reads a JSON object member by member with jsontext (encoding/json/v2's
+// reader reads a JSON object member by member with jsontext (encoding/json/v2's
 // syntactic layer): one pass that validates the whole text (nothing may follow the object)
 // and hands out each member's value as a slice of the input, without copying it or going
 // through reflection. It is the worker's hot path: every job is read this way once. Like
 // encoding/json, it lets the last of duplicate names win and leaves invalid UTF-8 to the
 // type's own checks.
-type objectReader struct {
+type reader struct {
 	in  bytes.Buffer
 	dec jsontext.Decoder
 }
 
-var objectReaders = sync.Pool{New: func() any { return new(objectReader) }}
+var readers = sync.Pool{New: func() any { return new(reader) }}
 
 var readOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
 
 var errNotObject = errors.New("not a JSON object")
 
-// eachMember calls f with the name and the raw value of every member of the JSON object
+// Each calls f with the name and the raw value of every member of the JSON object
 // data, in order. The values alias data. An error of f stops the walk and is returned.
-func eachMember(data []byte, f func(name string, value []byte) error) error {
-	r := objectReaders.Get().(*objectReader)
+func Each(data []byte, f func(name string, value []byte) error) error {
+	r := readers.Get().(*reader)
 	defer func() {
 		r.in = bytes.Buffer{}
 		r.dec.Reset(&r.in) // drop the reference to data before pooling
-		objectReaders.Put(r)
+		readers.Put(r)
 	}()
 	r.in = *bytes.NewBuffer(data)
 	d := &r.dec
@@ -58,7 +60,7 @@ func eachMember(data []byte, f func(name string, value []byte) error) error {
 			return err
 		}
 		end := int(d.InputOffset())
-		if err := f(unquote(name), data[end-len(v):end]); err != nil {
+		if err := f(Unquote(name), data[end-len(v):end]); err != nil {
 			return err
 		}
 	}
@@ -71,8 +73,8 @@ func eachMember(data []byte, f func(name string, value []byte) error) error {
 	return nil
 }
 
-// unquote returns the text of a valid JSON string, copying it out of the input.
-func unquote(v []byte) string {
+// Unquote returns the text of a valid JSON string, copying it out of the input.
+func Unquote(v []byte) string {
 	if len(v) >= 2 && bytes.IndexByte(v, '\\') < 0 {
 		return string(v[1 : len(v)-1])
 	}
@@ -83,11 +85,11 @@ func unquote(v []byte) string {
 	return string(b)
 }
 
-// optString reads a member that is a JSON string or null (nil).
-func optString(name string, v []byte) (*string, error) {
+// OptString reads a member that is a JSON string or null (nil).
+func OptString(name string, v []byte) (*string, error) {
 	switch {
 	case len(v) > 0 && v[0] == '"':
-		s := unquote(v)
+		s := Unquote(v)
 		return &s, nil
 	case string(v) == "null":
 		return nil, nil
