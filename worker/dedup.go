@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,50 @@ const (
 	stateDone     = "done"
 )
 
+// marshal encodes r as json.Marshal would. The two records every job writes, its claim
+// and its done record, are appended directly (json.Marshal through reflection was ~8% of
+// the worker's CPU); a record with outcomes goes through json.Marshal.
+func (r *record) marshal() []byte {
+	if r.Failures != 0 || r.Last != nil || r.LastErr != nil || r.anyOutcome() {
+		b, _ := json.Marshal(r)
+		return b
+	}
+	b := make([]byte, 0, 112+len(r.Result)+3*len(r.Calls))
+	b = append(b, `{"state":"`...)
+	b = append(b, r.State...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, r.TS, 10)
+	b = append(b, `,"failures":0`...)
+	if len(r.Calls) > 0 {
+		b = append(b, `,"calls":[`...)
+		for i := range r.Calls {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "{}"...)
+		}
+		b = append(b, ']')
+	}
+	if len(r.Result) > 0 {
+		b = append(b, `,"result":`...)
+		b = append(b, r.Result...) // compact JSON from json.Marshal
+	}
+	b = append(b, `,"updated":"`...)
+	b = r.Updated.AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
+}
+
+func (r *record) anyOutcome() bool {
+	for _, c := range r.Calls {
+		if c.Done || c.Rejected || c.Partial || c.PacketID != "" || c.PacketIDs != nil || c.FailTopicIDs != nil || c.TaskID != nil || c.Err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *record) anyDone() bool {
 	for _, c := range r.Calls {
 		if c.Done {
@@ -81,8 +126,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 	}
 	create := func() (bool, error) {
 		rec := fresh()
-		b, _ := json.Marshal(rec)
-		rev, err := w.dedup.Create(ctx, key, b)
+		rev, err := w.dedup.Create(ctx, key, rec.marshal())
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil // someone has it: look
 		}
@@ -139,8 +183,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 }
 
 func (w *Worker) takeOver(ctx context.Context, j *job, key string, rev uint64, rec *record) (claimState, error) {
-	b, _ := json.Marshal(rec)
-	nrev, err := w.dedup.Update(ctx, key, b, rev)
+	nrev, err := w.dedup.Update(ctx, key, rec.marshal(), rev)
 	if err != nil {
 		return claimBusy, nil
 	}
@@ -156,8 +199,7 @@ func (w *Worker) messageExists(ctx context.Context, seq uint64) bool {
 // saveRecord writes our in-flight record.
 func (w *Worker) saveRecord(ctx context.Context, j *job) error {
 	j.rec.Updated = time.Now()
-	b, _ := json.Marshal(j.rec)
-	rev, err := w.dedup.Update(ctx, dedupKey(j.d.RequestID), b, j.rev)
+	rev, err := w.dedup.Update(ctx, dedupKey(j.d.RequestID), j.rec.marshal(), j.rev)
 	if err != nil {
 		return err
 	}
@@ -170,8 +212,7 @@ func (w *Worker) saveRecord(ctx context.Context, j *job) error {
 func (w *Worker) rememberMsg(j *job, result []byte) *nats.Msg {
 	rec := &record{State: stateDone, Seq: j.seq, TS: j.ts.UnixNano(), Result: result, Updated: time.Now()}
 	m := nats.NewMsg("$KV." + w.n.DedupBucket() + "." + dedupKey(j.d.RequestID))
-	data, _ := json.Marshal(rec)
-	m.Data = w.scrub.Bytes(data)
+	m.Data = w.scrub.Bytes(rec.marshal())
 	return m
 }
 

@@ -67,6 +67,7 @@ type Worker struct {
 	ackWait time.Duration
 
 	inflight  sync.WaitGroup
+	runner    *runner
 	active    sync.Map // stream sequences being handled here
 	consuming atomic.Bool
 	mu        sync.Mutex
@@ -90,7 +91,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	w := &Worker{
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
-		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{},
+		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
 	}
 	var err error
 	if w.dedup, err = broker.KV(ctx, o.JS, o.Config, w.n.DedupBucket(), o.Config.DedupTTL); err != nil {
@@ -132,10 +133,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			ls.firstMiss = time.Time{}
 			w.mu.Unlock()
 			w.inflight.Add(1)
-			go func() {
+			w.runner.run(func() {
 				defer w.inflight.Done()
 				w.handle(ctx, hard, msg)
-			}()
+			})
 		},
 			jetstream.PullMaxMessages(min(w.maxAckPending(), 512)),
 			jetstream.PullHeartbeat(5*time.Second),
