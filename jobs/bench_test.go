@@ -1,6 +1,10 @@
 package jobs
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
 
 // BenchmarkDecode measures decoding and validating a typical p2p job, the worker's most
 // common first step (the benchmark program measures the whole path).
@@ -10,6 +14,19 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Decode(m, data, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkResultMarshal measures encoding a typical sent result.
+func BenchmarkResultMarshal(b *testing.B) {
+	r := Result{RequestID: "order-8812-shipped", Type: "p2p", App: "default", Status: StatusSent, PacketID: "Z9vR2k1-0000042",
+		Attempts: 1, Upstream: &UpstreamAnswer{HTTPStatus: 200, Code: 200, Message: "success"}, JobSeq: 1187,
+		EnqueuedAt: time.Now().UTC(), CompletedAt: time.Now().UTC()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := json.Marshal(&r); err != nil {
 			b.Fatal(err)
 		}
 	}

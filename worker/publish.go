@@ -182,18 +182,37 @@ func (w *Worker) rememberAndPublish(ctx context.Context, j *job, res *jobs.Resul
 	if err != nil {
 		return err
 	}
-	for _, f := range []jetstream.PubAckFuture{f1, f2} {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Second):
-			return errors.New("no acknowledgement from JetStream")
-		}
+	if _, err := awaitAck(ctx, f1); err != nil {
+		return err
 	}
-	return nil
+	_, err = awaitAck(ctx, f2)
+	return err
+}
+
+// ackTimeout bounds the wait for a JetStream acknowledgement of a publish.
+const ackTimeout = 10 * time.Second
+
+// awaitAck waits for the acknowledgement of an async publish.
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	default:
+	}
+	t := time.NewTimer(ackTimeout)
+	defer t.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, errors.New("no acknowledgement from JetStream")
+	}
 }
 
 func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error {
