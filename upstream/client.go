@@ -87,6 +87,7 @@ type Client struct {
 
 	hostsOnce            sync.Once
 	mimcHost, notifyHost string
+	heads                sync.Map // *config.MIMCCreds → mimcHead
 }
 
 // Host returns the host an upstream's calls go to (the breaker key). The URLs are parsed
@@ -168,7 +169,7 @@ func (c *Client) build(req *fasthttp.Request, app *config.App, r Request) error 
 			return fmt.Errorf("app %q has no MIMC credentials", app.Name)
 		}
 		if r.Auth == AuthBody {
-			body = withMIMCCredentials(m, body)
+			body = c.withMIMCCredentials(m, body)
 		} else {
 			h.Set("appId", m.AppID)
 			h.Set("appKey", m.AppKey.Reveal())
@@ -205,15 +206,10 @@ func (c *Client) build(req *fasthttp.Request, app *config.App, r Request) error 
 }
 
 // withMIMCCredentials prepends appId (a JSON number), appKey and appSecret to a JSON object.
-func withMIMCCredentials(m *config.MIMCCreds, body []byte) []byte {
-	key, secret := m.AppKey.Reveal(), m.AppSecret.Reveal()
-	out := make([]byte, 0, len(body)+len(m.AppID)+len(key)+len(secret)+48)
-	out = append(out, `{"appId":`...)
-	out = append(out, m.AppID...)
-	out = append(out, `,"appKey":`...)
-	out = appendJSONString(out, key)
-	out = append(out, `,"appSecret":`...)
-	out = appendJSONString(out, secret)
+func (c *Client) withMIMCCredentials(m *config.MIMCCreds, body []byte) []byte {
+	head := c.mimcHead(m)
+	out := make([]byte, 0, len(head)+len(body)+1)
+	out = append(out, head...)
 	if len(body) > 2 {
 		out = append(out, ',')
 		out = append(out, body[1:]...)
@@ -221,6 +217,23 @@ func withMIMCCredentials(m *config.MIMCCreds, body []byte) []byte {
 		out = append(out, '}')
 	}
 	return out
+}
+
+// mimcHead is `{"appId":…,"appKey":"…","appSecret":"…"` for m, encoded once per app.
+func (c *Client) mimcHead(m *config.MIMCCreds) []byte {
+	if h, ok := c.heads.Load(m); ok {
+		return h.([]byte)
+	}
+	key, secret := m.AppKey.Reveal(), m.AppSecret.Reveal()
+	h := make([]byte, 0, len(m.AppID)+len(key)+len(secret)+48)
+	h = append(h, `{"appId":`...)
+	h = append(h, m.AppID...)
+	h = append(h, `,"appKey":`...)
+	h = appendJSONString(h, key)
+	h = append(h, `,"appSecret":`...)
+	h = appendJSONString(h, secret)
+	c.heads.Store(m, h)
+	return h
 }
 
 func appendJSONString(dst []byte, s string) []byte {
