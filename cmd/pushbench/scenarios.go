@@ -228,6 +228,7 @@ func (b *bench) precisionRun(ctx context.Context, replicas int) error {
 		cs := st.Classes[string(t)]
 		d := time.Duration(last - first)
 		achieved := float64(cs.Tokens-1) / d.Seconds() / rate
+		logf("precision ×%d %s: results per second from the first: %v", replicas, t, perSecond(snap.recv, first, func(i int) bool { return i%len(classes) == k }))
 		ok := achieved >= minAchieved && float64(cs.WorstWindow) <= bound && cs.RateLimited == 0 && cnt == per
 		b.add(row{
 			Scenario: "precision",
@@ -370,6 +371,22 @@ func (r *results) snapshot() resultsSnapshot {
 
 // span returns the first and last receipt times of the jobs pick selects (nil: all) and
 // how many of them have a result.
+// perSecond counts the picked results in each second from first.
+func perSecond(recv []int64, first int64, pick func(i int) bool) []int {
+	var out []int
+	for i, t := range recv {
+		if t == 0 || !pick(i) {
+			continue
+		}
+		s := int((t - first) / int64(time.Second))
+		for len(out) <= s {
+			out = append(out, 0)
+		}
+		out[s]++
+	}
+	return out
+}
+
 func span(recv []int64, pick func(i int) bool) (first, last int64, n int) {
 	for i, t := range recv {
 		if t == 0 || (pick != nil && !pick(i)) {
