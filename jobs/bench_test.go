@@ -25,9 +25,16 @@ func BenchmarkResultMarshal(b *testing.B) {
 		Attempts: 1, Upstream: &UpstreamAnswer{HTTPStatus: 200, Code: 200, Message: "success"}, JobSeq: 1187,
 		EnqueuedAt: time.Now().UTC(), CompletedAt: time.Now().UTC()}
 	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := json.Marshal(&r); err != nil {
-			b.Fatal(err)
+	b.Run("encoding/json", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := json.Marshal(&r); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		for b.Loop() {
+			_ = r.AppendJSON(make([]byte, 0, 384))
+		}
+	})
 }

@@ -659,11 +659,6 @@ func decodeInt(raw json.RawMessage) (int64, bool) {
 	return v, err == nil
 }
 
-func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s)
-	return append(b, q...)
-}
-
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
 
 func isDigits(s string) bool {

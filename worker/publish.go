@@ -149,10 +149,7 @@ func (w *Worker) publishResult(ctx context.Context, j *job, res *jobs.Result) er
 }
 
 func (w *Worker) resultMsg(j *job, res *jobs.Result) (*nats.Msg, error) {
-	data, err := json.Marshal(res)
-	if err != nil {
-		return nil, err
-	}
+	data := res.AppendJSON(make([]byte, 0, 384))
 	subject := j.d.ReplySubject
 	if subject == "" {
 		subject = w.n.ResultSubject(res.Type)
