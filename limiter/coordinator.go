@@ -480,11 +480,17 @@ func (c *Coordinator) budget(k key, e *entry) budget {
 	if want, ok := c.intents[k]; ok {
 		b.Claim = max(b.Claim, want)
 	}
-	if s := c.stats[k]; s != nil {
-		for i := range min(s.n, rounds) {
-			b.Used = max(b.Used, s.used[i])
-			b.Hungry = b.Hungry || s.pressure[i] >= hungryPressure
-		}
+	s := c.stats[k]
+	if s == nil || s.n == 0 {
+		// Nothing measured yet (a replica or class just started): claim a part like any
+		// replica with demand. Reporting no demand would give the share to the others
+		// while this replica's jobs wait, until the next heartbeat.
+		b.Hungry = true
+		return b
+	}
+	for i := range min(s.n, rounds) {
+		b.Used = max(b.Used, s.used[i])
+		b.Hungry = b.Hungry || s.pressure[i] >= hungryPressure
 	}
 	return b
 }

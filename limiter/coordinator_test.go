@@ -434,3 +434,27 @@ func TestNewCoordinatorOptions(t *testing.T) {
 		t.Errorf("bucket TTL %v history %d", st.TTL(), st.History())
 	}
 }
+
+// TestCoordinatorNewClassCountsAsDemand: a class a replica has just started to use has no
+// measured demand yet; it counts as demand, so the replica gets its part at once instead of
+// the floor until its first measured heartbeat (which left replicas starting together with
+// a backlog running below the rate for up to a second).
+func TestCoordinatorNewClassCountsAsDemand(t *testing.T) {
+	t.Parallel()
+	const rate, class, every = 300.0, "p2t", time.Second
+	s := startNATS(t)
+	a := startReplica(t, s, "a", rate, every, nil)
+	b := startReplica(t, s, "b", rate, every, nil)
+	eventually(t, 10*time.Second, "two replicas see each other", func() bool { return a.c.Replicas() == 2 && b.c.Replicas() == 2 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waitA := load(ctx, t, a.l, "app", class, 150, 1, nil)
+	eventually(t, 10*time.Second, "the only busy replica takes the rate", func() bool { return a.l.Share("app", class) >= 1-reserveFraction })
+	// b starts using the class, with a backlog, between heartbeats.
+	waitB := load(ctx, t, b.l, "app", class, 150, 1, nil)
+	took := eventually(t, every/2, "the newcomer gets half within half a heartbeat interval", balanced(class, 0.45, a, b))
+	t.Logf("split after %v", took.Round(time.Millisecond))
+	cancel()
+	waitA()
+	waitB()
+}

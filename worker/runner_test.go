@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"github.com/pushworker/pushworker/config"
+
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,5 +58,26 @@ func TestRunnerIdleGoroutinesEnd(t *testing.T) {
 	case r.next <- func() {}:
 		t.Fatal("a goroutine was still waiting after its idle time")
 	default:
+	}
+}
+
+// TestPullBatch: a rate-limited class asks for about 50 ms of its rate per pull request,
+// so that replicas interleave; an unlimited class asks for big batches.
+func TestPullBatch(t *testing.T) {
+	rates := func(p2p float64) config.App { return config.App{Rates: map[string]float64{config.ClassP2P: p2p}} }
+	for _, c := range []struct {
+		apps map[string]config.App
+		want int
+	}{
+		{map[string]config.App{"a": rates(1000)}, 50},
+		{map[string]config.App{"a": rates(1000), "b": rates(1000)}, 100},
+		{map[string]config.App{"a": rates(10)}, 16},
+		{map[string]config.App{"a": rates(1e6)}, 256},
+		{map[string]config.App{"a": rates(1000), "b": rates(0)}, 256}, // 0: unlimited
+	} {
+		w := &Worker{c: config.Config{Apps: c.apps, Concurrency: 64}}
+		if got := w.pullBatch(config.ClassP2P); got != c.want {
+			t.Errorf("%v: batch %d, want %d", c.apps, got, c.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -103,6 +104,24 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	return w, nil
 }
 
+// pullBatch is how many messages one pull request of a class asks for. JetStream serves
+// waiting pull requests in order, so with a large batch the replica that asked first takes
+// every job freed for a while and the others starve, their share of the rate unused (a 3-
+// replica start with a backlog lost up to 0.5 s of the rate that way). A rate-limited class
+// asks for what it sends in about 50 ms, so that the replicas' requests interleave; an
+// unlimited one for up to 256 at a time, which a fast drain needs.
+func (w *Worker) pullBatch(class string) int {
+	total := 0.0
+	for _, a := range w.c.Apps {
+		r := a.Rate(class)
+		if r <= 0 {
+			return 256
+		}
+		total += r
+	}
+	return min(max(int(math.Ceil(total*0.05)), 16), 256, w.maxAckPending())
+}
+
 // maxAckPending bounds the jobs of one class held by all replicas at once.
 func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 64) }
 
@@ -138,7 +157,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.handle(ctx, hard, msg)
 			})
 		},
-			jetstream.PullMaxMessages(min(w.maxAckPending(), 512)),
+			jetstream.PullMaxMessages(w.pullBatch(class)),
 			jetstream.PullHeartbeat(5*time.Second),
 			jetstream.PullExpiry(10*time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
