@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -18,8 +19,9 @@ const (
 	targetCPUPerJob    = 80 * time.Microsecond
 	targetP99          = 5 * time.Millisecond
 	targetRSS          = 64 << 20
-	precisionTolerance = 0.05 // a sliding second may hold the rate plus 5 %
-	minAchieved        = 0.95 // of the limit, while a backlog waits
+	precisionTolerance = 0.01 // a sliding second may hold the rate plus 1 % plus one replica's burst
+	precisionBurst     = 0.01 // a replica's bucket holds 1 % of the rate (limiter)
+	minAchieved        = 0.98 // of the limit, while a backlog waits
 )
 
 // drain: a backlog drained as fast as the worker goes, with an unthrottled sandbox.
@@ -222,7 +224,7 @@ func (b *bench) precisionRun(ctx context.Context, replicas int) error {
 		return err
 	}
 	snap := e.res.snapshot()
-	bound := rate * (1 + precisionTolerance)
+	bound := rate*(1+precisionTolerance) + math.Ceil(rate*precisionBurst)
 	for k, t := range classes {
 		first, last, cnt := span(snap.recv, func(i int) bool { return i%len(classes) == k })
 		cs := st.Classes[string(t)]
