@@ -19,6 +19,9 @@ import (
 	"github.com/pushworker/pushworker/jobs"
 )
 
+// defaultTimeout bounds a call when the client has no ReadTimeout of its own.
+const defaultTimeout = 10 * time.Second
+
 // maxAnswerBytes bounds how much of an upstream answer is read.
 const maxAnswerBytes = 4 << 20
 
@@ -137,7 +140,11 @@ func (c *Client) do(ctx context.Context, app *config.App, r Request) Outcome {
 	if err := c.build(req, app, r); err != nil {
 		return Outcome{Kind: Permanent, Err: jobs.Errorf(jobs.KindUnknownApp, err.Error())}
 	}
-	deadline := time.Now().Add(c.HTTP.ReadTimeout)
+	timeout := c.HTTP.ReadTimeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
