@@ -458,3 +458,34 @@ func TestCoordinatorNewClassCountsAsDemand(t *testing.T) {
 	waitA()
 	waitB()
 }
+
+// TestCoordinatorThreeStartTogether: three replicas that start using a class together, each
+// with a backlog, reach a third each well within a heartbeat interval. A replica whose raise
+// was taken short of its claim (the room another replica's claim left) republishes the lower
+// claim at once; before, its stale claim held a third of the rate back until the next
+// heartbeat.
+func TestCoordinatorThreeStartTogether(t *testing.T) {
+	t.Parallel()
+	const rate, every = 300.0, 2 * time.Second
+	s := startNATS(t)
+	rs := []*replica{startReplica(t, s, "a", rate, every, nil), startReplica(t, s, "b", rate, every, nil), startReplica(t, s, "c", rate, every, nil)}
+	eventually(t, 10*time.Second, "three replicas see each other", func() bool {
+		return rs[0].c.Replicas() == 3 && rs[1].c.Replicas() == 3 && rs[2].c.Replicas() == 3
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, class := range []string{"p2p", "p2t", "ucs"} {
+		var waits []func()
+		for _, r := range rs {
+			waits = append(waits, load(ctx, t, r.l, "app", class, 100, 1, nil))
+		}
+		took := eventually(t, every/2, class+": three replicas get a third each within half a heartbeat interval", balanced(class, 0.32, rs...))
+		t.Logf("%s: split after %v", class, took.Round(time.Millisecond))
+		defer func() {
+			for _, w := range waits {
+				w()
+			}
+		}()
+	}
+	cancel()
+}
