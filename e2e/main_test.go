@@ -7,6 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	// The binary under test is built from these packages with go build, which go test cannot
+	// see: importing them makes a change to them a change to this test, so that go test does
+	// not report a cached e2e result for code it never ran.
+	_ "github.com/pushworker/pushworker/service"
 )
 
 // workerBin is the pushworker binary TestMain builds for this run.
