@@ -159,20 +159,20 @@ func balanced(class string, least float64, rs ...*replica) func() bool {
 	}
 }
 
-// checkWindow fails if any 1 s window of rec holds more than 5 % over rate plus the
-// replicas' bursts.
-func checkWindow(t *testing.T, rec *recorder, rate float64, n int) {
+// checkWindow fails if any 1 s window of rec holds more than the bound: 1 % over
+// the rate plus the burst of one replica that had the whole rate.
+func checkWindow(t *testing.T, rec *recorder, rate float64) {
 	t.Helper()
 	most, _ := rec.maxWindow(time.Second)
-	limit := int(1.05*rate) + n*smallBurst(rate/float64(n))
+	limit := int(1.01*rate) + smallBurst(rate)
 	t.Logf("busiest 1 s window across replicas: %d tokens (limit %d)", most, limit)
 	if most > limit {
 		t.Errorf("a 1 s window across replicas holds %d tokens, more than %d", most, limit)
 	}
 }
 
-// TestCoordinatorSharesRate runs 1, 2 and 3 replicas, each with a backlog, and checks that
-// together they stay within the rate and use at least 95 % of it, with each replica's share
+// TestCoordinatorSharesRate runs 1 to 5 replicas, each with a backlog, and checks that
+// together they stay within the rate and use at least 98 % of it, with each replica's share
 // about equal and the shares never summing to more than 1, also while replicas join.
 func TestCoordinatorSharesRate(t *testing.T) {
 	t.Parallel()
@@ -189,7 +189,7 @@ func TestCoordinatorSharesRate(t *testing.T) {
 			w()
 		}
 	}()
-	for n := 1; n <= 3; n++ {
+	for n := 1; n <= 5; n++ {
 		r := startReplica(t, s, fmt.Sprintf("r%d", n), rate, 500*time.Millisecond, rec)
 		rs = append(rs, r)
 		sctx, stopSum := context.WithCancel(ctx)
@@ -202,8 +202,8 @@ func TestCoordinatorSharesRate(t *testing.T) {
 		got := rec.rateOnceDone(from, time.Now())
 		_, each := shares(class, rs...)
 		t.Logf("%d replicas: settled in %v, shares %.3f, %.1f tokens/s together", n, took.Round(time.Millisecond), each, got)
-		if got < 0.95*rate {
-			t.Errorf("%d replicas: %.1f tokens/s together, below 95 %% of %.0f", n, got, rate)
+		if got < 0.98*rate {
+			t.Errorf("%d replicas: %.1f tokens/s together, below 98 %% of %.0f", n, got, rate)
 		}
 		stopSum()
 		if samples := sums[len(sums)-1](); samples < 100 {
@@ -215,7 +215,7 @@ func TestCoordinatorSharesRate(t *testing.T) {
 		w()
 	}
 	waits = nil
-	checkWindow(t, rec, rate, 3)
+	checkWindow(t, rec, rate)
 }
 
 // TestCoordinatorDemand checks that a replica with a backlog gets nearly the whole rate
@@ -271,7 +271,7 @@ func TestCoordinatorDemand(t *testing.T) {
 	waitB()
 	sum()
 	all := &recorder{grants: append(recA.sorted(), recB.sorted()...)}
-	checkWindow(t, all, rate, 2)
+	checkWindow(t, all, rate)
 }
 
 // TestCoordinatorReplicaLeaves stops one of three busy replicas the graceful way: it gives
@@ -331,7 +331,7 @@ func TestCoordinatorReplicaLeaves(t *testing.T) {
 	}
 	sum()
 	all := &recorder{grants: append(rec.sorted(), gone.sorted()...)}
-	checkWindow(t, all, rate, 3)
+	checkWindow(t, all, rate)
 }
 
 // TestCoordinatorReplicaKilled cuts one of three busy replicas off NATS without any
@@ -388,7 +388,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 		w()
 	}
 	sum()
-	checkWindow(t, rec, rate, 3)
+	checkWindow(t, rec, rate)
 }
 
 // TestNewCoordinatorOptions checks option validation and that a Limiter sends nothing
