@@ -24,7 +24,7 @@ type sent struct {
 	Method string
 	Path   string
 	Query  string
-	Header http.Header
+	Header map[string][]string // keys exactly as sent (not canonicalised)
 	Body   string
 }
 
@@ -37,7 +37,7 @@ type recorder struct {
 }
 
 func (r *recorder) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
-	s := sent{Method: string(req.Header.Method()), Path: string(req.URI().Path()), Query: string(req.URI().QueryString()), Header: http.Header{}, Body: string(req.Body())}
+	s := sent{Method: string(req.Header.Method()), Path: string(req.URI().Path()), Query: string(req.URI().QueryString()), Header: map[string][]string{}, Body: string(req.Body())}
 	for k, v := range req.Header.All() {
 		switch key := string(k); key {
 		case "Host", "Content-Length", "User-Agent":

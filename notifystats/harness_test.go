@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -481,5 +480,3 @@ func ids(from int64, n int) []int64 {
 	}
 	return out
 }
-
-func keyString(k fakeKey) string { return fmt.Sprintf("%s/%d", k.appID, k.task) }

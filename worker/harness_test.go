@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -310,8 +309,6 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func p2pJob(id string) map[string]any {
 	return map[string]any{"request_id": id, "payload": map[string]any{"fromAccount": "shop", "toAccount": "u42", "msg": "hello"}}
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // startWorkerOwnConn runs a worker on its own NATS connection and returns a function that
 // kills it abruptly: the connection is closed with nothing acked or handed back, as when the
