@@ -126,6 +126,9 @@ type keyStats struct {
 	used              [rounds]float64
 	pressure          [rounds]float64
 	n                 int
+
+	tickRequested int64 // requested at the previous tick (see newlyIdle)
+	idle          bool  // no caller since a tick: reported as without demand
 }
 
 // NewCoordinator creates or updates the bucket and returns a Coordinator for l. From now on
@@ -290,7 +293,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				watch()
 			}
 			publish = c.expire(now)
-			if now.Sub(c.pubAt) >= c.every-c.every/8 || c.newlyHungry(now) {
+			if idle := c.newlyIdle(); now.Sub(c.pubAt) >= c.every-c.every/8 || c.newlyHungry(now) || idle {
 				c.measure(now)
 				publish = true
 			}
@@ -482,6 +485,33 @@ func (c *Coordinator) newlyHungry(now time.Time) bool {
 	return false
 }
 
+// newlyIdle reports whether a class this replica last reported demand for has had no
+// caller since the previous tick and none is waiting: its backlog is gone, and the others,
+// which may still have one, should get its share now rather than after the rounds of
+// demand a heartbeat sums up (the last jobs of a backlog sat with one replica at a fifth of
+// the rate while four idled). A class is idle until a caller comes again.
+func (c *Coordinator) newlyIdle() bool {
+	report := false
+	for k, e := range c.l.snapshot() {
+		s := c.stats[k]
+		if e.rate == 0 || s == nil {
+			continue
+		}
+		req := e.requested.Load()
+		quiet := req == s.tickRequested && e.waiting.Load() == 0
+		s.tickRequested = req
+		switch {
+		case !quiet:
+			s.idle = false
+		case !s.idle:
+			s.idle = true
+			b := c.published[k]
+			report = report || b.Hungry || b.Used > 0
+		}
+	}
+	return report
+}
+
 // budget returns the report on k: its demand over the last rounds and its claim.
 func (c *Coordinator) budget(k key, e *entry) budget {
 	b := budget{App: k.app, Class: k.class, Claim: e.cur.Load().share}
@@ -489,6 +519,9 @@ func (c *Coordinator) budget(k key, e *entry) budget {
 		b.Claim = max(b.Claim, want)
 	}
 	s := c.stats[k]
+	if s != nil && s.idle {
+		return b // no demand now, whatever the last rounds saw
+	}
 	if s == nil || s.n == 0 {
 		// Nothing measured yet (a replica or class just started): claim a part like any
 		// replica with demand. Reporting no demand would give the share to the others

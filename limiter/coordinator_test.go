@@ -489,3 +489,30 @@ func TestCoordinatorThreeStartTogether(t *testing.T) {
 	}
 	cancel()
 }
+
+// TestCoordinatorIdleGivesUpAtOnce: when a replica's backlog is gone (no caller for a tick,
+// none waiting), the replica that still has one gets the rate within about a tick, not after
+// the rounds of demand a heartbeat sums up (three intervals).
+func TestCoordinatorIdleGivesUpAtOnce(t *testing.T) {
+	t.Parallel()
+	const rate, class, every = 300.0, "ucs", 2 * time.Second
+	s := startNATS(t)
+	a := startReplica(t, s, "a", rate, every, nil)
+	b := startReplica(t, s, "b", rate, every, nil)
+	eventually(t, 10*time.Second, "two replicas see each other", func() bool { return a.c.Replicas() == 2 && b.c.Replicas() == 2 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waitA := load(ctx, t, a.l, "app", class, 150, 1, nil)
+	bctx, stopB := context.WithCancel(ctx)
+	waitB := load(bctx, t, b.l, "app", class, 150, 1, nil)
+	eventually(t, 10*time.Second, "both busy replicas get half", balanced(class, 0.48, a, b))
+	time.Sleep(every + every/2) // a measured heartbeat with both busy
+	stopB()
+	waitB()
+	took := eventually(t, every*3/4, "the busy replica takes the idle one's share within a heartbeat interval", func() bool {
+		return a.l.Share("app", class) >= 1-reserveFraction
+	})
+	t.Logf("taken over after %v", took.Round(time.Millisecond))
+	cancel()
+	waitA()
+}

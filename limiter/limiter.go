@@ -81,6 +81,7 @@ type entry struct {
 	// Demand counters, read by the Coordinator.
 	requested atomic.Int64 // tokens asked for by Wait, cumulative
 	waited    atomic.Int64 // nanoseconds of reservation delay handed out, cumulative
+	waiting   atomic.Int64 // callers in Wait now
 }
 
 // bucket is one generation of an entry's token bucket. It is never changed in place: a
@@ -130,6 +131,8 @@ func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heart
 	}
 	e := l.entry(app, class)
 	e.requested.Add(int64(weight))
+	e.waiting.Add(1)
+	defer e.waiting.Add(-1)
 
 	var (
 		w = waiter{l: l, ctx: ctx, heartbeat: heartbeat}
