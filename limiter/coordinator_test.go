@@ -435,6 +435,24 @@ func TestNewCoordinatorOptions(t *testing.T) {
 	}
 }
 
+// startReplicas starts replicas with the given ids and waits until each sees all of them.
+func startReplicas(t *testing.T, s *server.Server, rate float64, every time.Duration, ids ...string) []*replica {
+	t.Helper()
+	var rs []*replica
+	for _, id := range ids {
+		rs = append(rs, startReplica(t, s, id, rate, every, nil))
+	}
+	eventually(t, 10*time.Second, fmt.Sprintf("%d replicas see each other", len(ids)), func() bool {
+		for _, r := range rs {
+			if r.c.Replicas() != len(ids) {
+				return false
+			}
+		}
+		return true
+	})
+	return rs
+}
+
 // TestCoordinatorNewClassCountsAsDemand: a class a replica has just started to use has no
 // measured demand yet; it counts as demand, so the replica gets its part at once instead of
 // the floor until its first measured heartbeat (which left replicas starting together with
@@ -443,9 +461,8 @@ func TestCoordinatorNewClassCountsAsDemand(t *testing.T) {
 	t.Parallel()
 	const rate, class, every = 300.0, "p2t", time.Second
 	s := startNATS(t)
-	a := startReplica(t, s, "a", rate, every, nil)
-	b := startReplica(t, s, "b", rate, every, nil)
-	eventually(t, 10*time.Second, "two replicas see each other", func() bool { return a.c.Replicas() == 2 && b.c.Replicas() == 2 })
+	rs := startReplicas(t, s, rate, every, "a", "b")
+	a, b := rs[0], rs[1]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	waitA := load(ctx, t, a.l, "app", class, 150, 1, nil)
@@ -468,10 +485,7 @@ func TestCoordinatorThreeStartTogether(t *testing.T) {
 	t.Parallel()
 	const rate, every = 300.0, 2 * time.Second
 	s := startNATS(t)
-	rs := []*replica{startReplica(t, s, "a", rate, every, nil), startReplica(t, s, "b", rate, every, nil), startReplica(t, s, "c", rate, every, nil)}
-	eventually(t, 10*time.Second, "three replicas see each other", func() bool {
-		return rs[0].c.Replicas() == 3 && rs[1].c.Replicas() == 3 && rs[2].c.Replicas() == 3
-	})
+	rs := startReplicas(t, s, rate, every, "a", "b", "c")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, class := range []string{"p2p", "p2t", "ucs"} {
@@ -497,9 +511,8 @@ func TestCoordinatorIdleGivesUpAtOnce(t *testing.T) {
 	t.Parallel()
 	const rate, class, every = 300.0, "ucs", 2 * time.Second
 	s := startNATS(t)
-	a := startReplica(t, s, "a", rate, every, nil)
-	b := startReplica(t, s, "b", rate, every, nil)
-	eventually(t, 10*time.Second, "two replicas see each other", func() bool { return a.c.Replicas() == 2 && b.c.Replicas() == 2 })
+	rs := startReplicas(t, s, rate, every, "a", "b")
+	a, b := rs[0], rs[1]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	waitA := load(ctx, t, a.l, "app", class, 150, 1, nil)

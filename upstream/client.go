@@ -37,7 +37,11 @@ func NewHTTPClient(timeout time.Duration, conns int) *fasthttp.Client {
 	d := &fasthttpproxy.Dialer{Timeout: 5 * time.Second, DialDualStack: true}
 	dial, err := d.GetDialFunc(true)
 	if err != nil {
-		dial = func(string) (net.Conn, error) { return nil, fmt.Errorf("proxy settings: %w", err) }
+		// The error quotes the proxy URL, which may hold a user and password: name the
+		// variables, not their values, since this text reaches results, the DLQ and logs.
+		dial = func(string) (net.Conn, error) {
+			return nil, errors.New("HTTP_PROXY, HTTPS_PROXY or NO_PROXY is not a valid proxy setting")
+		}
 	}
 	return &fasthttp.Client{
 		Dial:               dial,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,22 @@ func TestClientTimeout(t *testing.T) {
 		t.Fatalf("took %v", took)
 	}
 	if o.Kind != Retryable || o.Err.Kind != jobs.KindUpstreamUnavailable || o.Err.Detail != "upstream call timed out" {
+		t.Fatalf("outcome %+v %+v", o, o.Err)
+	}
+}
+
+// TestClientBadProxyKeepsItsPassword: an unusable proxy setting fails every call with a
+// message that names the variables, not the proxy URL with its password.
+func TestClientBadProxyKeepsItsPassword(t *testing.T) {
+	const password = "pr0xy-S3CRET"
+	t.Setenv("HTTP_PROXY", "ftp://user:"+password+"@proxy.example:21")
+	t.Setenv("HTTPS_PROXY", "ftp://user:"+password+"@proxy.example:21")
+	t.Setenv("NO_PROXY", "")
+	c := &Client{HTTP: NewHTTPClient(time.Second, 16), MIMCURL: "http://mimc.example"}
+	app := &config.App{Name: "default", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret("k"), AppSecret: config.NewSecret("s")}}
+	spec, _ := jobs.Lookup("p2p")
+	o := c.Push(context.Background(), spec, app, []byte(`{}`))
+	if o.Kind != Retryable || o.Err == nil || !strings.Contains(o.Err.Detail, "HTTP_PROXY") || strings.Contains(o.Err.Detail, password) {
 		t.Fatalf("outcome %+v %+v", o, o.Err)
 	}
 }
