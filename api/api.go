@@ -119,6 +119,14 @@ func Start(nc *nats.Conn, o Options) (micro.Service, error) {
 			return nil, fmt.Errorf("api: adding endpoint %s: %w", c.subject, err)
 		}
 	}
+	// The endpoints' subscriptions are only buffered so far: flush them, so that a request
+	// sent on another connection once Start has returned is served (the readiness check and
+	// pushctl rely on it) instead of meeting "no responders".
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		cancel()
+		return nil, fmt.Errorf("api: registering the endpoints with NATS: %w", err)
+	}
 	s.Service = svc
 	return s, nil
 }

@@ -79,6 +79,7 @@ type harness struct {
 	prefix   string
 	logs     *lockedBuffer
 	secrets  []string
+	opts     Options // what the service was started with
 }
 
 func newHarness(t *testing.T, opts ...func(*harnessOpts)) *harness {
@@ -130,7 +131,8 @@ func newHarness(t *testing.T, opts ...func(*harnessOpts)) *harness {
 	logs := &lockedBuffer{}
 	h := &harness{t: t, nc: nc, fake: fake, rec: rec, client: client, prefix: o.prefix, logs: logs, secrets: secrets,
 		breakers: upstream.NewBreakers(upstream.BreakerSettings{TripAfter: 3, OpenFor: time.Minute, ProbeEvery: time.Minute})}
-	h.svc, err = Start(nc, Options{Config: cfg, Client: client, Breakers: h.breakers, Logger: zerolog.New(logs).Level(zerolog.DebugLevel), Version: o.version})
+	h.opts = Options{Config: cfg, Client: client, Breakers: h.breakers, Logger: zerolog.New(logs).Level(zerolog.DebugLevel), Version: o.version}
+	h.svc, err = Start(nc, h.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -806,6 +808,40 @@ func TestStopFinishesRequestsInFlight(t *testing.T) {
 	}
 	if _, err := h.nc.Request("push.api.topic.list", []byte(`{"account":"a"}`), time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("after stop: %v, want no responders", err)
+	}
+}
+
+// TestServedOnceStarted checks that a request sent on another connection right after Start
+// returns is served: the endpoints are registered with the server, not only buffered.
+func TestServedOnceStarted(t *testing.T) {
+	h := newHarness(t)
+	if err := h.svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	asker, err := nats.Connect(h.nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer asker.Close()
+	h.fake.addTopic("t", "a")
+	for i := 0; i < 50; i++ {
+		nc, err := nats.Connect(h.nc.ConnectedUrl())
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := Start(nc, h.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := asker.Request("push.api.topic.list", []byte(`{"account":"a"}`), 5*time.Second)
+		_ = svc.Stop()
+		nc.Close()
+		if err != nil {
+			t.Fatalf("start %d: a request right after Start: %v", i, err)
+		}
+		if !strings.Contains(string(msg.Data), `"ok":true`) {
+			t.Fatalf("start %d: %s", i, msg.Data)
+		}
 	}
 }
 
