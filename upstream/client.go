@@ -44,12 +44,16 @@ func NewHTTPClient(timeout time.Duration, conns int) *fasthttp.Client {
 		}
 	}
 	return &fasthttp.Client{
-		Dial:               dial,
-		MaxConnsPerHost:    conns,
-		MaxConnWaitTimeout: timeout,
+		Dial:            checkConns(dial),
+		MaxConnsPerHost: conns,
+		// A request is resent on another connection when nothing of it was sent (the server
+		// had closed the kept-alive one), as often as there are pooled connections.
+		RetryIfErr:                retryIfErr,
+		MaxIdemponentCallAttempts: conns + fasthttp.DefaultMaxIdemponentCallAttempts,
+		MaxConnWaitTimeout:        timeout,
 		// Shorter than the keep-alive of common servers (Node.js and Apache close idle
 		// connections after 5 s), so a call rarely goes out on a connection the server is
-		// closing: a POST is never resent by the client, as it may have arrived.
+		// closing at that moment: a POST that was sent is never resent, as it may have arrived.
 		MaxIdleConnDuration: 4 * time.Second,
 		ReadTimeout:         timeout,
 		WriteTimeout:        timeout,

@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,4 +82,129 @@ func TestClientBadProxyKeepsItsPassword(t *testing.T) {
 	if o.Kind != Retryable || o.Err == nil || !strings.Contains(o.Err.Detail, "HTTP_PROXY") || strings.Contains(o.Err.Detail, password) {
 		t.Fatalf("outcome %+v %+v", o, o.Err)
 	}
+}
+
+// TestClientServerClosedIdleConnections: a call after the server has closed its idle
+// connections (a restart, an idle timeout) goes out on a new connection, once, instead of
+// failing on the closed one and spending one of the job's attempts. A server that closes
+// after an unsolicited answer (a 408) is the same.
+func TestClientServerClosedIdleConnections(t *testing.T) {
+	for _, unsolicited := range []bool{false, true} {
+		var calls atomic.Int64
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			_, _ = io.WriteString(w, `{"code":200,"message":"success","data":{"packetId":"p-1"}}`)
+		}))
+		var conns []net.Conn
+		var mu sync.Mutex
+		srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+		}
+		srv.Start()
+		c := &Client{HTTP: NewHTTPClient(2*time.Second, 16), MIMCURL: srv.URL}
+		app := &config.App{Name: "default", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret("k"), AppSecret: config.NewSecret("s")}}
+		spec, _ := jobs.Lookup("p2p")
+		failed := 0
+		const n = 20
+		for i := 0; i < n; i++ {
+			if o := c.Push(context.Background(), spec, app, []byte(`{}`)); o.Kind != Sent {
+				failed++
+				t.Logf("call %d: %+v", i, o.Err)
+			}
+			mu.Lock()
+			for _, c := range conns {
+				if unsolicited {
+					_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				}
+				_ = c.Close()
+			}
+			conns = nil
+			mu.Unlock()
+			time.Sleep(10 * time.Millisecond) // the FIN arrives
+		}
+		srv.Close()
+		if failed != 0 || calls.Load() != n {
+			t.Errorf("408 first %v: %d of %d calls failed, the server saw %d", unsolicited, failed, n, calls.Load())
+		}
+	}
+}
+
+// TestClientKeepsConnections: the check before reuse does not cost connections: sequential
+// calls over plain HTTP and over TLS (whose handshake leaves session tickets to read) use
+// one connection.
+func TestClientKeepsConnections(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		var news atomic.Int64
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, `{"code":200,"message":"success","data":{"packetId":"p-1"}}`)
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				news.Add(1)
+			}
+		}
+		hc := NewHTTPClient(2*time.Second, 16)
+		if tlsOn {
+			srv.StartTLS()
+			roots := x509.NewCertPool()
+			roots.AddCert(srv.Certificate())
+			hc.TLSConfig = &tls.Config{RootCAs: roots}
+		} else {
+			srv.Start()
+		}
+		c := &Client{HTTP: hc, MIMCURL: srv.URL}
+		app := &config.App{Name: "default", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret("k"), AppSecret: config.NewSecret("s")}}
+		spec, _ := jobs.Lookup("p2p")
+		for i := 0; i < 20; i++ {
+			if o := c.Push(context.Background(), spec, app, []byte(`{}`)); o.Kind != Sent {
+				t.Fatalf("TLS %v, call %d: %+v", tlsOn, i, o.Err)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		srv.Close()
+		if news.Load() != 1 {
+			t.Errorf("TLS %v: 20 calls used %d connections", tlsOn, news.Load())
+		}
+	}
+}
+
+// TestClientNeverResendsAPost: a POST the server has read, then closed the connection
+// without answering, is a retryable failure and reached the server exactly once (it may have
+// been acted on; the worker decides what to do, not the HTTP client) — on a new connection
+// and on a kept-alive one.
+func TestClientNeverResendsAPost(t *testing.T) {
+	var calls atomic.Int64
+	var drop atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.ReadAll(r.Body)
+		if !drop.Load() {
+			_, _ = io.WriteString(w, `{"code":200,"message":"success","data":{"packetId":"p-1"}}`)
+			return
+		}
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	}))
+	defer srv.Close()
+	c := &Client{HTTP: NewHTTPClient(2*time.Second, 16), MIMCURL: srv.URL}
+	app := &config.App{Name: "default", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret("k"), AppSecret: config.NewSecret("s")}}
+	spec, _ := jobs.Lookup("p2p")
+	call := func(want Kind, wantCalls int64, what string) {
+		t.Helper()
+		calls.Store(0)
+		if o := c.Push(context.Background(), spec, app, []byte(`{}`)); o.Kind != want || calls.Load() != wantCalls {
+			t.Fatalf("%s: outcome %v (%+v), the server saw %d calls; want %v, %d", what, o.Kind, o.Err, calls.Load(), want, wantCalls)
+		}
+	}
+	drop.Store(true)
+	call(Retryable, 1, "new connection")
+	drop.Store(false)
+	call(Sent, 1, "answered")
+	drop.Store(true)
+	call(Retryable, 1, "kept-alive connection")
 }
