@@ -126,6 +126,7 @@ func newHarness(t *testing.T, opts ...func(*harnessOpts)) *harness {
 			"default":    {Name: "default", MIMC: mimc, Notify: notify},
 			"notifyonly": {Name: "notifyonly", Notify: &config.NotifyCreds{AppID: "x", AccessToken: config.NewSecret(otherSecret)}},
 			"mimconly":   {Name: "mimconly", MIMC: &config.MIMCCreds{AppID: "1", AppKey: config.NewSecret(otherSecret), AppSecret: config.NewSecret(otherSecret)}},
+			"halfnotify": {Name: "halfnotify", Notify: &config.NotifyCreds{AppID: "x"}}, // no access token
 		},
 	}
 	logs := &lockedBuffer{}
@@ -615,6 +616,7 @@ func TestUnknownApp(t *testing.T) {
 	mustFail(t, "ghost", h.ask("topic.list", `{"app":"ghost","account":"a"}`), CodeUnknownApp, jobs.KindUnknownApp, `app "ghost" is not configured`)
 	mustFail(t, "notify only", h.ask("topic.info", `{"app":"notifyonly","topicId":1}`), CodeUnknownApp, jobs.KindUnknownApp, "no MIMC credentials")
 	mustFail(t, "mimc only", h.ask("certificate", `{"app":"mimconly","provider":1}`), CodeUnknownApp, jobs.KindUnknownApp, "no notify credentials")
+	mustFail(t, "notify without a token", h.ask("certificate", `{"app":"halfnotify","provider":1}`), CodeUnknownApp, jobs.KindUnknownApp, "no notify credentials")
 	if n := h.rec.count(); n != 0 {
 		t.Fatalf("%d upstream calls for unknown apps", n)
 	}

@@ -154,3 +154,36 @@ func TestDecodeTrailingData(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectedJobKeepsItsIDs: a job rejected for one envelope member (an unknown field, a
+// wrong type) or for its size still answers under its own request id, app and reply subject,
+// so that the producer sees the rejection; a reply subject that is itself invalid is not used.
+func TestRejectedJobKeepsItsIDs(t *testing.T) {
+	payload := `"payload":{"fromAccount":"a","toAccount":"b","msg":"m"}`
+	for _, c := range []struct {
+		name, data string
+		max        int
+		kind       ErrorKind
+		reply      string
+	}{
+		{"unknown field first", `{"priority":1,"request_id":"r-1","app":"shop","reply_subject":"push.results.mine",` + payload + `}`, 0, KindInvalidJob, "push.results.mine"},
+		{"unknown field last", `{"request_id":"r-1","app":"shop","reply_subject":"push.results.mine",` + payload + `,"priority":1}`, 0, KindInvalidJob, "push.results.mine"},
+		{"not_after a number", `{"not_after":5,"request_id":"r-1","app":"shop","reply_subject":"push.results.mine",` + payload + `}`, 0, KindInvalidJob, "push.results.mine"},
+		{"too large", `{"request_id":"r-1","app":"shop","reply_subject":"push.results.mine",` + payload + `}`, 40, KindTooLarge, "push.results.mine"},
+		{"bad reply subject", `{"request_id":"r-1","app":"shop","reply_subject":"other.x",` + payload + `}`, 0, KindInvalidJob, "push.results.p2p"},
+	} {
+		d, err := Decode(Meta{Subject: "push.jobs.p2p", Seq: 9}, []byte(c.data), Options{MaxBytes: c.max})
+		if err == nil || err.Kind != c.kind {
+			t.Errorf("%s: err = %v, want %s", c.name, err, c.kind)
+			continue
+		}
+		if d.RequestID != "r-1" || d.App != "shop" || d.ReplySubject != c.reply {
+			t.Errorf("%s: request id %q, app %q, reply subject %q; want r-1, shop, %s", c.name, d.RequestID, d.App, d.ReplySubject, c.reply)
+		}
+	}
+	// An app that is not a string is not used; the rest is.
+	d, err := Decode(Meta{Subject: "push.jobs.p2p", Seq: 9}, []byte(`{"app":5,"request_id":"r-2",`+payload+`}`), Options{})
+	if err == nil || d.RequestID != "r-2" || d.App != "default" {
+		t.Errorf("app 5: err %v, request id %q, app %q", err, d.RequestID, d.App)
+	}
+}

@@ -157,8 +157,12 @@ type envelope struct {
 // errInvalidMember marks an envelope error that is about one member, not the JSON text.
 type errInvalidMember struct{ error }
 
+// A member that is wrong does not stop the reading: the others (request_id, reply_subject)
+// are still read, so that the rejection reaches the producer under its own request id and
+// on its reply subject. The first such error is returned.
 func (e *envelope) read(data []byte) error {
-	return jsonobj.Each(data, func(name string, v []byte) error {
+	var first error
+	err := jsonobj.Each(data, func(name string, v []byte) error {
 		var err error
 		switch name {
 		case "request_id":
@@ -174,11 +178,15 @@ func (e *envelope) read(data []byte) error {
 		default:
 			err = fmt.Errorf("%s: unknown field (a job has request_id, app, not_after, reply_subject and payload)", name)
 		}
-		if err != nil {
-			return errInvalidMember{err}
+		if err != nil && first == nil {
+			first = errInvalidMember{err}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return first
 }
 
 // Decode validates a job message and returns it ready to send. The error, when not nil, is
@@ -193,12 +201,9 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 	d.RequestID = fallbackRequestID(m)
 	d.ReplySubject = prefix + ".results." + d.Type
 
-	if o.MaxBytes > 0 && len(data) > o.MaxBytes {
-		return d, Errorf(KindTooLarge, fmt.Sprintf("job is %d bytes, more than the limit of %d", len(data), o.MaxBytes))
-	}
 	var env envelope
 	envErr := env.read(data)
-	if envErr == nil {
+	if _, ok := envErr.(errInvalidMember); envErr == nil || ok {
 		d.JSON = data
 		if env.RequestID != nil && validRequestID(*env.RequestID) {
 			d.RequestID = *env.RequestID
@@ -209,6 +214,9 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 		if env.ReplySubject != nil && validReplySubject(*env.ReplySubject, prefix) {
 			d.ReplySubject = *env.ReplySubject
 		}
+	}
+	if o.MaxBytes > 0 && len(data) > o.MaxBytes {
+		return d, Errorf(KindTooLarge, fmt.Sprintf("job is %d bytes, more than the limit of %d", len(data), o.MaxBytes))
 	}
 	spec, ok := Lookup(d.Type)
 	if !ok {

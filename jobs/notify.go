@@ -3,7 +3,9 @@ package jobs
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -636,6 +638,11 @@ func checkKnown(path string, m map[string]json.RawMessage, known func(string) bo
 		return nil
 	}
 	sort.Strings(unknown)
+	for _, k := range unknown {
+		if slices.Contains(CredentialFields, k) {
+			return Errorf(KindCredentialsInJob, fmt.Sprintf("%s.%s: credentials must not be in a job; they come from the worker's configuration", path, k))
+		}
+	}
 	return invalid("%s.%s: unknown field (not in the notify API)", path, unknown[0])
 }
 

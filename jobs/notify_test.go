@@ -276,6 +276,20 @@ func TestDecodeNotifyCredentials(t *testing.T) {
 	}
 }
 
+// TestDecodeNotifyNestedCredentials: a credential field inside setting or a vendor block
+// is credentials_in_job, not just an unknown field.
+func TestDecodeNotifyNestedCredentials(t *testing.T) {
+	for _, c := range []struct{ payload, path string }{
+		{`{"audience":"all","setting":{"access_token":"secret"},"message":{}}`, "payload.setting.access_token"},
+		{`{"audience":"all","message":{"android":{"appKey":"secret"}}}`, "payload.message.android.appKey"},
+	} {
+		_, err := decodeNotifyJob(notifyJob(c.payload))
+		if err == nil || err.Kind != KindCredentialsInJob || !strings.Contains(err.Detail, c.path) {
+			t.Errorf("%s: err = %v, want %s naming %s", c.payload, err, KindCredentialsInJob, c.path)
+		}
+	}
+}
+
 // audienceList returns the audience list of kind key of a call body.
 func audienceList(t *testing.T, b notifyBody, key string) []json.RawMessage {
 	t.Helper()

@@ -175,6 +175,12 @@ func (w *Worker) expired(ctx context.Context, j *job) bool {
 	if j.rec != nil && j.rec.anyDone() {
 		// Part of a split notify job went out: report what was accepted.
 		res = w.outcomeResult(j)
+	} else if j.rec != nil {
+		// Earlier attempts failed: say how many, and what the upstream last answered.
+		res.Attempts, res.Upstream = j.rec.Failures, j.rec.Last
+		if j.rec.Failures > 0 && j.rec.LastErr != nil {
+			res.Error.Detail += fmt.Sprintf(" (%d failed attempts, the last: %s)", j.rec.Failures, j.rec.LastErr.Detail)
+		}
 	}
 	w.finish(ctx, j, res)
 	return true
@@ -282,7 +288,9 @@ func (w *Worker) acquireSlot(soft context.Context, j *job) (ok bool) {
 // call or its result, false when it was handed back for a retry or finished as failed.
 func (w *Worker) record(hard context.Context, j *job, i int, out upstream.Outcome) bool {
 	cs := &j.rec.Calls[i]
-	j.rec.Last = out.Answer
+	if out.Answer != nil { // a network error keeps the answer of an earlier attempt
+		j.rec.Last = out.Answer
+	}
 	switch out.Kind {
 	case upstream.Sent, upstream.Partial:
 		cs.Done = true
@@ -299,6 +307,7 @@ func (w *Worker) record(hard context.Context, j *job, i int, out upstream.Outcom
 	case upstream.Permanent:
 		cs.Rejected = true
 		cs.Err = out.Err
+		cs.FailTopicIDs = out.FailTopicIDs // ucs_multi_topic: every topic failed
 		return true
 	}
 	// Retryable.

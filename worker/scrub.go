@@ -1,31 +1,47 @@
 package worker
 
 import (
+	"bytes"
 	"encoding/json"
+	"slices"
 
 	"github.com/pushworker/pushworker/config"
 	"github.com/pushworker/pushworker/jobs"
 )
 
-// redactCredentials replaces the values of credential fields in a job's payload.
+// redactCredentials replaces the values of credential fields, at any depth, in a job that
+// was rejected for carrying them. Numbers keep every digit; the keys come out sorted.
 func redactCredentials(data []byte) []byte {
 	if len(data) == 0 {
 		return data
 	}
-	var env map[string]json.RawMessage
-	if json.Unmarshal(data, &env) != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
 		return []byte(config.Redacted)
 	}
-	var p map[string]json.RawMessage
-	if json.Unmarshal(env["payload"], &p) != nil {
+	out, err := json.Marshal(redactValue(v))
+	if err != nil {
 		return []byte(config.Redacted)
 	}
-	for _, f := range jobs.CredentialFields {
-		if _, ok := p[f]; ok {
-			p[f] = json.RawMessage(`"` + config.Redacted + `"`)
+	return out
+}
+
+func redactValue(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if slices.Contains(jobs.CredentialFields, k) {
+				v[k] = config.Redacted
+			} else {
+				v[k] = redactValue(e)
+			}
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = redactValue(e)
 		}
 	}
-	env["payload"], _ = json.Marshal(p)
-	out, _ := json.Marshal(env)
-	return out
+	return v
 }

@@ -132,6 +132,8 @@ func TestBadInputIsRejectedWithDLQ(t *testing.T) {
 		{"notify not configured", "notify", `{"payload":{"audience":"all","message":{"title":"t","body":"b"}}}`, jobs.KindUnknownApp, "PUSH_NOTIFY_URL", ""},
 		{"bad not_after", "p2p", `{"not_after":"tomorrow","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "not_after", ""},
 		{"long request id", "p2p", `{"request_id":"` + strings.Repeat("r", 129) + `","payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "request_id", ""},
+		{"nested credentials", "notify", `{"payload":{"audience":"all","setting":{"access_token":"leaked-key-999"},"message":{"title":"t","body":"b"}}}`, jobs.KindCredentialsInJob, "payload.setting.access_token", ""},
+		{"unknown field keeps the ids", "p2p", `{"request_id":"kept-1","reply_subject":"push.results.kept","priority":1,"payload":{"fromAccount":"a","toAccount":"b","msg":"m"}}`, jobs.KindInvalidJob, "priority", "push.results.kept"},
 	}
 	for _, c := range cases {
 		seq := e.publish(c.typ, c.data)
@@ -142,8 +144,11 @@ func TestBadInputIsRejectedWithDLQ(t *testing.T) {
 		if res.JobSeq != seq || m.Header.Get("Push-Status") != "rejected" || res.Attempts != 0 {
 			t.Fatalf("%s: seq %d headers %v attempts %d", c.name, res.JobSeq, m.Header, res.Attempts)
 		}
-		if m.Subject != "push.results."+c.typ {
+		if c.subject == "" && m.Subject != "push.results."+c.typ {
 			t.Fatalf("%s: subject %s", c.name, m.Subject)
+		}
+		if c.subject != "" && (m.Subject != c.subject || res.RequestID != "kept-1" || m.Header.Get("Push-Request-Id") != "kept-1") {
+			t.Fatalf("%s: request id %q on %s, want kept-1 on %s", c.name, res.RequestID, m.Subject, c.subject)
 		}
 	}
 	if n := len(e.up.requests()); n != 0 {
@@ -287,6 +292,40 @@ func TestExpiredAndReplySubject(t *testing.T) {
 	e.publish("p2p", p2pJob("exp-1"))
 	if res, _ := e.result(10 * time.Second); res.Status != jobs.StatusSent || res.Duplicate {
 		t.Fatalf("after expiry: %+v", res)
+	}
+}
+
+// TestExpiresAfterAFailedAttempt: a job whose not_after passes while it waits for a retry
+// reports the attempts it made and the upstream's last answer.
+func TestExpiresAfterAFailedAttempt(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_RETRY_INITIAL": "1500ms", "PUSH_RETRY_MAX": "1500ms"})
+	e.up.setAnswer(func(recorded) (int, string) { return 500, `{"code":500,"message":"boom"}` })
+	job := p2pJob("exp-after-1")
+	job["not_after"] = time.Now().Add(700 * time.Millisecond).Format(time.RFC3339Nano)
+	e.publish("p2p", job)
+	res, _ := e.result(10 * time.Second)
+	if res.Status != jobs.StatusExpired || res.Error.Kind != jobs.KindExpired || res.Attempts != 1 || len(e.up.requests()) != 1 {
+		t.Fatalf("result = %+v %+v, %d calls", res, res.Error, len(e.up.requests()))
+	}
+	if res.Upstream == nil || res.Upstream.HTTPStatus != 500 || res.Upstream.Message != "boom" {
+		t.Fatalf("upstream = %+v", res.Upstream)
+	}
+}
+
+// TestMultiTopicAllFailedKeepsFailTopicIDs: a ucs_multi_topic push that no topic took is
+// rejected, and the result still lists the failed topics.
+func TestMultiTopicAllFailedKeepsFailTopicIDs(t *testing.T) {
+	e := newEnv(t, nil)
+	e.up.setAnswer(func(recorded) (int, string) {
+		return 200, `{"code":200,"message":"success","data":{"succPacketIds":[],"failTopicIds":[9223372036854775807,12]}}`
+	})
+	e.publish("ucs_multi_topic", `{"request_id":"mt-1","payload":{"fromAccount":"a","topicIds":["9223372036854775807",12],"message":"m"}}`)
+	res, _ := e.result(10 * time.Second)
+	if res.Status != jobs.StatusRejected || res.Error.Kind != jobs.KindUpstreamRejected || strings.Join(res.FailTopicIDs, ",") != "9223372036854775807,12" {
+		t.Fatalf("result = %+v %+v", res, res.Error)
+	}
+	if dl := e.dlq(); len(dl) != 1 || strings.Join(dl[0].Result.FailTopicIDs, ",") != "9223372036854775807,12" {
+		t.Fatalf("dlq = %+v", dl)
 	}
 }
 
