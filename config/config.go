@@ -31,61 +31,61 @@ const DefaultApp = "default"
 
 // Config is the whole configuration of the worker.
 type Config struct {
-	NATSURL      string `envconfig:"NATS_URL"`
-	NATSCreds    string `envconfig:"NATS_CREDS"`
-	NATSNKey     string `envconfig:"NATS_NKEY"`
-	NATSUser     string `envconfig:"NATS_USER"`
-	NATSPassword Secret `envconfig:"NATS_PASSWORD"`
-	NATSToken    Secret `envconfig:"NATS_TOKEN"`
-	NATSTLSCA    string `envconfig:"NATS_TLS_CA"`
-	NATSTLSCert  string `envconfig:"NATS_TLS_CERT"`
-	NATSTLSKey   string `envconfig:"NATS_TLS_KEY"`
+	NATSURL      string `envconfig:"PUSH_NATS_URL"`
+	NATSCreds    string `envconfig:"PUSH_NATS_CREDS"`
+	NATSNKey     string `envconfig:"PUSH_NATS_NKEY"`
+	NATSUser     string `envconfig:"PUSH_NATS_USER"`
+	NATSPassword Secret `envconfig:"PUSH_NATS_PASSWORD"`
+	NATSToken    Secret `envconfig:"PUSH_NATS_TOKEN"`
+	NATSTLSCA    string `envconfig:"PUSH_NATS_TLS_CA"`
+	NATSTLSCert  string `envconfig:"PUSH_NATS_TLS_CERT"`
+	NATSTLSKey   string `envconfig:"PUSH_NATS_TLS_KEY"`
 
-	EmbeddedListen string `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
-	DataDir        string `envconfig:"DATA_DIR" default:"./data"`
+	EmbeddedListen string `envconfig:"PUSH_EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
+	DataDir        string `envconfig:"PUSH_DATA_DIR" default:"./data"`
 
-	MIMCURL       string `envconfig:"MIMC_URL" default:"https://mimc.chat.xiaomi.net"`
-	MIMCAppID     string `envconfig:"MIMC_APP_ID"`
-	MIMCAppKey    Secret `envconfig:"MIMC_APP_KEY"`
-	MIMCAppSecret Secret `envconfig:"MIMC_APP_SECRET"`
+	MIMCURL       string `envconfig:"PUSH_MIMC_URL" default:"https://mimc.chat.xiaomi.net"`
+	MIMCAppID     string `envconfig:"PUSH_MIMC_APP_ID"`
+	MIMCAppKey    Secret `envconfig:"PUSH_MIMC_APP_KEY"`
+	MIMCAppSecret Secret `envconfig:"PUSH_MIMC_APP_SECRET"`
 
-	NotifyURL         string `envconfig:"NOTIFY_URL"`
-	NotifyAppID       string `envconfig:"NOTIFY_APP_ID"`
-	NotifyAccessToken Secret `envconfig:"NOTIFY_ACCESS_TOKEN"`
+	NotifyURL         string `envconfig:"PUSH_NOTIFY_URL"`
+	NotifyAppID       string `envconfig:"PUSH_NOTIFY_APP_ID"`
+	NotifyAccessToken Secret `envconfig:"PUSH_NOTIFY_ACCESS_TOKEN"`
 
-	AppsFile string `envconfig:"APPS_FILE"`
+	AppsFile string `envconfig:"PUSH_APPS_FILE"`
 
-	RateP2P    float64 `envconfig:"RATE_P2P" default:"1000"`
-	RateP2T    float64 `envconfig:"RATE_P2T" default:"1000"`
-	RateUCS    float64 `envconfig:"RATE_UCS" default:"1000"`
-	RateNotify float64 `envconfig:"RATE_NOTIFY" default:"100"`
+	RateP2P    float64 `envconfig:"PUSH_RATE_P2P" default:"1000"`
+	RateP2T    float64 `envconfig:"PUSH_RATE_P2T" default:"1000"`
+	RateUCS    float64 `envconfig:"PUSH_RATE_UCS" default:"1000"`
+	RateNotify float64 `envconfig:"PUSH_RATE_NOTIFY" default:"100"`
 
-	Concurrency  int           `envconfig:"CONCURRENCY" default:"64"`
-	HTTPTimeout  time.Duration `envconfig:"HTTP_TIMEOUT" default:"10s"`
-	MaxAttempts  int           `envconfig:"MAX_ATTEMPTS" default:"8"`
-	RetryInitial time.Duration `envconfig:"RETRY_INITIAL" default:"1s"`
-	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"5m"`
-	DedupTTL     time.Duration `envconfig:"DEDUP_TTL" default:"24h"`
+	Concurrency  int           `envconfig:"PUSH_CONCURRENCY" default:"64"`
+	HTTPTimeout  time.Duration `envconfig:"PUSH_HTTP_TIMEOUT" default:"10s"`
+	MaxAttempts  int           `envconfig:"PUSH_MAX_ATTEMPTS" default:"8"`
+	RetryInitial time.Duration `envconfig:"PUSH_RETRY_INITIAL" default:"1s"`
+	RetryMax     time.Duration `envconfig:"PUSH_RETRY_MAX" default:"5m"`
+	DedupTTL     time.Duration `envconfig:"PUSH_DEDUP_TTL" default:"24h"`
 
-	AdminAddr string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:8080"`
-	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
-	LogFormat string `envconfig:"LOG_FORMAT" default:"json"`
+	AdminAddr string `envconfig:"PUSH_ADMIN_ADDR" default:"127.0.0.1:8080"`
+	LogLevel  string `envconfig:"PUSH_LOG_LEVEL" default:"info"`
+	LogFormat string `envconfig:"PUSH_LOG_FORMAT" default:"json"`
 
-	Sandbox         bool          `envconfig:"SANDBOX" default:"false"`
-	PProf           bool          `envconfig:"PPROF" default:"false"`
-	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s"`
-	AckWait         time.Duration `envconfig:"ACK_WAIT" default:"30s"`
-	MaxJobBytes     int           `envconfig:"MAX_JOB_BYTES" default:"1048576"`
+	Sandbox         bool          `envconfig:"PUSH_SANDBOX" default:"false"`
+	PProf           bool          `envconfig:"PUSH_PPROF" default:"false"`
+	ShutdownTimeout time.Duration `envconfig:"PUSH_SHUTDOWN_TIMEOUT" default:"30s"`
+	AckWait         time.Duration `envconfig:"PUSH_ACK_WAIT" default:"30s"`
+	MaxJobBytes     int           `envconfig:"PUSH_MAX_JOB_BYTES" default:"1048576"`
 
-	ManageStreams    bool          `envconfig:"MANAGE_STREAMS" default:"true"`
-	StreamReplicas   int           `envconfig:"STREAM_REPLICAS" default:"1"`
-	DuplicateWindow  time.Duration `envconfig:"DUPLICATE_WINDOW" default:"2m"`
-	ResultsMaxAge    time.Duration `envconfig:"RESULTS_MAX_AGE" default:"168h"`
-	DLQMaxAge        time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h"`
-	SubjectPrefix    string        `envconfig:"SUBJECT_PREFIX" default:"push"`
-	StreamPrefix     string        `envconfig:"STREAM_PREFIX" default:"PUSH"`
-	NotifyStatsEvery time.Duration `envconfig:"NOTIFY_STATS_INTERVAL" default:"60s"`
-	NotifyStatsFor   time.Duration `envconfig:"NOTIFY_STATS_FOR" default:"24h"`
+	ManageStreams    bool          `envconfig:"PUSH_MANAGE_STREAMS" default:"true"`
+	StreamReplicas   int           `envconfig:"PUSH_STREAM_REPLICAS" default:"1"`
+	DuplicateWindow  time.Duration `envconfig:"PUSH_DUPLICATE_WINDOW" default:"2m"`
+	ResultsMaxAge    time.Duration `envconfig:"PUSH_RESULTS_MAX_AGE" default:"168h"`
+	DLQMaxAge        time.Duration `envconfig:"PUSH_DLQ_MAX_AGE" default:"720h"`
+	SubjectPrefix    string        `envconfig:"PUSH_SUBJECT_PREFIX" default:"push"`
+	StreamPrefix     string        `envconfig:"PUSH_STREAM_PREFIX" default:"PUSH"`
+	NotifyStatsEvery time.Duration `envconfig:"PUSH_NOTIFY_STATS_INTERVAL" default:"60s"`
+	NotifyStatsFor   time.Duration `envconfig:"PUSH_NOTIFY_STATS_FOR" default:"24h"`
 
 	// Apps holds every configured credential set by name, built from the variables above and
 	// the apps file. It is filled by Load, not by envconfig.
@@ -126,12 +126,13 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Var + ": " + e.Msg }
 
-const envPrefix = "PUSH"
-
 // Load reads the configuration from the environment and the apps file and validates it.
+// Only the PUSH_* names count: the tags hold the full names and the prefix given to
+// envconfig is empty, because with a prefix envconfig also reads the bare name (NATS_URL,
+// SANDBOX, ...) when the prefixed one is unset.
 func Load() (Config, error) {
 	var c Config
-	if err := envconfig.Process(envPrefix, &c); err != nil {
+	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return c, &Error{Var: pe.KeyName, Msg: fmt.Sprintf("invalid value %q for type %s", pe.Value, pe.TypeName)}

@@ -72,3 +72,27 @@ func TestAppsFileAndSecrets(t *testing.T) {
 		t.Fatalf("misspelt field accepted: %v", err)
 	}
 }
+
+// TestOnlyPrefixedNamesCount: the bare names (NATS_URL is the nats CLI's own variable,
+// SANDBOX would turn sandbox mode on) are never read; only PUSH_* are.
+func TestOnlyPrefixedNamesCount(t *testing.T) {
+	bare := map[string]string{
+		"NATS_URL": "nats://elsewhere:4222", "SANDBOX": "true", "ADMIN_ADDR": "0.0.0.0:1",
+		"LOG_LEVEL": "loud", "RATE_P2P": "-1", "MIMC_APP_ID": "x", "HTTP_TIMEOUT": "ten",
+	}
+	for k, v := range bare {
+		t.Setenv(k, v)
+	}
+	c, err := Load()
+	if err != nil {
+		t.Fatalf("bare names were read: %v", err)
+	}
+	if c.NATSURL != "" || c.Sandbox || c.AdminAddr != "127.0.0.1:8080" || c.LogLevel != "info" || c.RateP2P != 1000 {
+		t.Fatalf("bare names were read: %+v", c)
+	}
+	t.Setenv("PUSH_NATS_URL", "nats://here:4222")
+	t.Setenv("PUSH_SANDBOX", "true")
+	if c, err = Load(); err != nil || c.NATSURL != "nats://here:4222" || !c.Sandbox {
+		t.Fatalf("PUSH_ names: %v %+v", err, c)
+	}
+}
