@@ -94,6 +94,10 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
 	}
+	if d := w.maxRetryDelay(); d < w.c.RetryMax {
+		w.log.Warn().Dur("PUSH_RETRY_MAX", w.c.RetryMax).Dur("PUSH_DEDUP_TTL", w.c.DedupTTL).Dur("retry_max", d).
+			Msg("retries wait at most half of PUSH_DEDUP_TTL: the attempt count lives in the dedup record")
+	}
 	var err error
 	if w.dedup, err = broker.KV(ctx, o.JS, o.Config, w.n.DedupBucket(), o.Config.DedupTTL); err != nil {
 		return nil, err
@@ -270,7 +274,14 @@ func (w *Worker) retryDelay(failures int) time.Duration {
 	for i := 1; i < failures; i++ {
 		d = b.NextBackOff()
 	}
-	return min(max(d, w.c.RetryInitial), w.c.RetryMax)
+	return min(max(d, w.c.RetryInitial), w.maxRetryDelay())
+}
+
+// maxRetryDelay is PUSH_RETRY_MAX, but at most half of PUSH_DEDUP_TTL: a job's attempts are
+// counted in its dedup record, which must outlive the wait for the next attempt, or the
+// count would start again and PUSH_MAX_ATTEMPTS would never be reached.
+func (w *Worker) maxRetryDelay() time.Duration {
+	return min(w.c.RetryMax, w.c.DedupTTL/2)
 }
 
 // jitter spreads d by up to +20% so that jobs waiting for the same thing don't return together.

@@ -223,6 +223,19 @@ func TestRetriesExhaustedFail(t *testing.T) {
 	}
 }
 
+// TestRetriesOutliveAShortDedupTTL: with PUSH_DEDUP_TTL shorter than the retry wait, the
+// attempt count (kept in the dedup record) would expire between attempts and the job would
+// retry for ever; the wait is capped at half the TTL instead.
+func TestRetriesOutliveAShortDedupTTL(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_DEDUP_TTL": "2s", "PUSH_RETRY_INITIAL": "3s", "PUSH_RETRY_MAX": "3s"})
+	e.up.setAnswer(func(recorded) (int, string) { return 500, `{"code":500,"message":"boom"}` })
+	e.publish("p2p", p2pJob("short-ttl-1"))
+	res, _ := e.result(15 * time.Second)
+	if res.Status != jobs.StatusFailed || res.Attempts != 3 || len(e.up.requests()) != 3 {
+		t.Fatalf("result = %+v %+v, %d calls", res, res.Error, len(e.up.requests()))
+	}
+}
+
 func TestPermanentRejection(t *testing.T) {
 	e := newEnv(t, nil)
 	e.up.setAnswer(func(recorded) (int, string) { return 400, `{"code":400,"message":"toAccount invalid"}` })
