@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"sort"
@@ -153,6 +154,9 @@ func (c *Config) finish() error {
 	def := App{Name: DefaultApp}
 	if c.MIMCAppID != "" || !c.MIMCAppKey.IsZero() || !c.MIMCAppSecret.IsZero() {
 		def.MIMC = &MIMCCreds{AppID: c.MIMCAppID, AppKey: c.MIMCAppKey, AppSecret: c.MIMCAppSecret}
+		if err := checkMIMC(DefaultApp, def.MIMC, false); err != nil {
+			return err
+		}
 	}
 	if c.NotifyAppID != "" || !c.NotifyAccessToken.IsZero() {
 		def.Notify = &NotifyCreds{AppID: c.NotifyAppID, AccessToken: c.NotifyAccessToken}
@@ -164,6 +168,11 @@ func (c *Config) finish() error {
 			return &Error{Var: "PUSH_APPS_FILE", Msg: err.Error()}
 		}
 		for name, a := range apps {
+			if a.MIMC != nil {
+				if err := checkMIMC(name, a.MIMC, true); err != nil {
+					return err
+				}
+			}
 			c.Apps[name] = a
 		}
 	}
@@ -176,37 +185,58 @@ func (c *Config) finish() error {
 			if _, ok := rates[cl]; !ok {
 				return &Error{Var: "PUSH_APPS_FILE", Msg: fmt.Sprintf("app %q: unknown rate class %q (want one of %s)", name, cl, strings.Join(Classes, ", "))}
 			}
-			if r <= 0 {
-				return &Error{Var: "PUSH_APPS_FILE", Msg: fmt.Sprintf("app %q: rate of %s must be positive", name, cl)}
+			if !(r > 0) || math.IsInf(r, 0) {
+				return &Error{Var: "PUSH_APPS_FILE", Msg: fmt.Sprintf("app %q: rate of %s must be a finite positive number", name, cl)}
 			}
 			rates[cl] = r
 		}
 		a.Name = name
 		a.Rates = rates
-		if a.MIMC != nil {
-			if err := checkMIMC(name, a.MIMC); err != nil {
-				return err
-			}
-		}
 		c.Apps[name] = a
 	}
 	return nil
 }
 
-func checkMIMC(app string, m *MIMCCreds) error {
-	v := "PUSH_APPS_FILE"
-	if app == DefaultApp {
-		v = "PUSH_MIMC_APP_ID"
+// checkMIMC checks that an app's MIMC credentials are complete and its app id is a number.
+// The error names the variables of the app default, or PUSH_APPS_FILE and the fields of an
+// app of the apps file (which may also be named default).
+func checkMIMC(app string, m *MIMCCreds, fromFile bool) error {
+	names := [3]string{"PUSH_MIMC_APP_ID", "PUSH_MIMC_APP_KEY", "PUSH_MIMC_APP_SECRET"}
+	if fromFile {
+		names = [3]string{"app_id", "app_key", "app_secret"}
 	}
-	if m.AppID == "" {
-		return &Error{Var: v, Msg: fmt.Sprintf("app %q: MIMC app id is empty", app)}
+	fail := func(v, msg string) error {
+		if fromFile {
+			return &Error{Var: "PUSH_APPS_FILE", Msg: fmt.Sprintf("app %q: %s", app, msg)}
+		}
+		return &Error{Var: v, Msg: fmt.Sprintf("app %q: %s", app, msg)}
 	}
-	for _, r := range m.AppID {
-		if r < '0' || r > '9' {
-			return &Error{Var: v, Msg: fmt.Sprintf("app %q: MIMC app id must be a decimal number", app)}
+	if m.AppID != "" && strings.Trim(m.AppID, "0123456789") != "" {
+		return fail(names[0], "MIMC app id must be a decimal number")
+	}
+	var set, missing []string
+	for i, empty := range []bool{m.AppID == "", m.AppKey.IsZero(), m.AppSecret.IsZero()} {
+		if empty {
+			missing = append(missing, names[i])
+		} else {
+			set = append(set, names[i])
 		}
 	}
+	if len(missing) > 0 {
+		what := strings.Join(missing, ", ") + " empty"
+		if len(set) > 0 {
+			what = fmt.Sprintf("%s %s set but %s %s not", strings.Join(set, " and "), isAre(len(set)), strings.Join(missing, " and "), isAre(len(missing)))
+		}
+		return fail(missing[0], "MIMC credentials are incomplete: "+what+" (app id, key and secret go together)")
+	}
 	return nil
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 func readAppsFile(path string) (map[string]App, error) {
@@ -257,6 +287,9 @@ func (c *Config) validate() error {
 	for _, p := range positive {
 		if !(p.val > 0) {
 			return &Error{Var: p.v, Msg: "must be positive"}
+		}
+		if math.IsInf(p.val, 0) {
+			return &Error{Var: p.v, Msg: "must be finite"}
 		}
 	}
 	durations := []struct {
@@ -314,6 +347,33 @@ func (c *Config) validate() error {
 	}
 	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
 		return &Error{Var: "PUSH_NATS_TLS_CERT", Msg: "PUSH_NATS_TLS_CERT and PUSH_NATS_TLS_KEY must be set together"}
+	}
+	for _, f := range []struct{ v, path string }{
+		{"PUSH_NATS_CREDS", c.NATSCreds}, {"PUSH_NATS_TLS_CA", c.NATSTLSCA}, {"PUSH_NATS_TLS_CERT", c.NATSTLSCert}, {"PUSH_NATS_TLS_KEY", c.NATSTLSKey},
+	} {
+		if err := readableFile(f.path); err != nil {
+			return &Error{Var: f.v, Msg: err.Error()}
+		}
+	}
+	return nil
+}
+
+// readableFile checks that path, when set, is a file this process can open.
+func readableFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory, not a file", path)
 	}
 	return nil
 }

@@ -83,6 +83,12 @@ func TestBadConfigStopsWithTheVariable(t *testing.T) {
 		{"PUSH_SUBJECT_PREFIX", "push.*"},
 		{"PUSH_STREAM_PREFIX", "PUSH.X"},
 		{"PUSH_MIMC_APP_ID", "not-a-number"},
+		{"PUSH_MIMC_APP_ID", "2882303761517"}, // without key and secret
+		{"PUSH_MIMC_APP_SECRET", "s"},         // without id and key
+		{"PUSH_RATE_P2P", "Inf"},
+		{"PUSH_RATE_UCS", "+Inf"},
+		{"PUSH_NATS_CREDS", "/nonexistent/user.creds"},
+		{"PUSH_NATS_TLS_CA", "/nonexistent/ca.pem"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {
