@@ -108,3 +108,32 @@ func TestBadConfigStopsWithTheVariable(t *testing.T) {
 		})
 	}
 }
+
+// TestPositionalArgumentsAreRefused: pushworker takes flags only (§1); an argument is a
+// usage error (exit 2, as an unknown flag), not a worker that starts anyway.
+func TestPositionalArgumentsAreRefused(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"PUSH_NATS_URL": "nats://127.0.0.1:1", "PUSH_ADMIN_ADDR": "127.0.0.1:0", "PUSH_DATA_DIR": t.TempDir()}
+	for _, args := range [][]string{{"extra-arg"}, {"--sandbox", "run"}, {"--version", "x"}} {
+		out, code := runOnce(t, 20*time.Second, vars, args...)
+		if code != 2 || !strings.Contains(out, args[len(args)-1]) {
+			t.Fatalf("pushworker %v: exit code %d, want 2 and a message naming %q; output:\n%s", args, code, args[len(args)-1], out)
+		}
+	}
+}
+
+// TestFatalErrorAlwaysPrinted: a failure to start reaches stderr once, also when
+// PUSH_LOG_LEVEL hides error log lines.
+func TestFatalErrorAlwaysPrinted(t *testing.T) {
+	t.Parallel()
+	for _, level := range []string{"info", "error", "fatal", "disabled"} {
+		vars := map[string]string{
+			"PUSH_NATS_URL": "nats://127.0.0.1:1", "PUSH_ADMIN_ADDR": "127.0.0.1:0", "PUSH_DATA_DIR": t.TempDir(),
+			"PUSH_LOG_LEVEL": level,
+		}
+		out, code := runOnce(t, 20*time.Second, vars)
+		if code != 1 || strings.Count(out, "connecting to NATS at nats://127.0.0.1:1") != 1 {
+			t.Fatalf("PUSH_LOG_LEVEL=%s: exit code %d, want 1 and the error printed once; output:\n%s", level, code, out)
+		}
+	}
+}

@@ -24,6 +24,11 @@ func main() {
 	sandbox := flag.Bool("sandbox", false, "run with an embedded NATS server and the sandbox upstream (same as PUSH_SANDBOX=true)")
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "pushworker: unexpected argument %q (pushworker is configured by PUSH_* environment variables)\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	if *version {
 		fmt.Println("pushworker", service.Version)
 		return
@@ -41,6 +46,11 @@ func main() {
 	defer stop()
 	if err := service.Run(ctx, c, log); err != nil {
 		log.Error().Err(err).Msg("pushworker stopped")
+		if log.GetLevel() > zerolog.ErrorLevel || zerolog.GlobalLevel() > zerolog.ErrorLevel {
+			// The logger did not print it (PUSH_LOG_LEVEL=fatal, panic or disabled): a
+			// failure must never exit silently.
+			fmt.Fprintln(os.Stderr, "pushworker:", err)
+		}
 		os.Exit(1)
 	}
 }
