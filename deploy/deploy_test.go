@@ -26,6 +26,9 @@ import (
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/pushworker/pushworker/broker"
+	"github.com/pushworker/pushworker/jobs"
 )
 
 // scaledObjectCRD is KEDA's ScaledObject CRD (see testdata/README.md).
@@ -71,9 +74,15 @@ var (
 	boolVariables  = []string{"PUSH_SANDBOX", "PUSH_MANAGE_STREAMS"}
 )
 
-// jobConsumers are the durable pull consumers on the jobs stream, one per
-// rate class (CONTRACT.md §2); each needs its own KEDA trigger.
-var jobConsumers = []string{"pushworker-p2p", "pushworker-p2t", "pushworker-ucs", "pushworker-notify"}
+// jobConsumers are the durable pull consumers on the jobs stream, one per job
+// type, as the worker names them; each needs its own KEDA trigger.
+var jobConsumers = func() []string {
+	var out []string
+	for _, s := range jobs.Specs() {
+		out = append(out, broker.Names{}.Consumer(string(s.Type)))
+	}
+	return out
+}()
 
 // target is a kustomization directory under deploy/ and what its output must
 // satisfy beyond the checks every output gets.

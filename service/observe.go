@@ -10,6 +10,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
 	"github.com/pushworker/pushworker/upstream"
 )
@@ -40,11 +41,11 @@ func newGauges(reg prometheus.Registerer) *gauges {
 			Name: "pushworker_jobs_pending", Help: "Jobs waiting in the jobs stream, by type.",
 		}, []string{"type"}),
 		ackPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pushworker_consumer_ack_pending", Help: "Jobs delivered and not yet acked, by class consumer.",
-		}, []string{"consumer"}),
+			Name: "pushworker_consumer_ack_pending", Help: "Jobs delivered and not yet acked, by consumer (one per job type).",
+		}, []string{"consumer", "type"}),
 		redelivered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pushworker_consumer_redelivered", Help: "Jobs being redelivered (retries and hand-backs), by class consumer.",
-		}, []string{"consumer"}),
+			Name: "pushworker_consumer_redelivered", Help: "Jobs being redelivered (retries and hand-backs), by consumer (one per job type).",
+		}, []string{"consumer", "type"}),
 	}
 	reg.MustRegister(g.breaker, g.share, g.replicas, g.pending, g.ackPending, g.redelivered)
 	return g
@@ -82,14 +83,15 @@ func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Co
 					g.pending.WithLabelValues(strings.TrimPrefix(subj, n.Subject+".jobs.")).Set(float64(cnt))
 				}
 			}
-			for _, class := range config.Classes {
-				if ci, err := st.Consumer(cctx, n.Consumer(class)); err == nil {
+			for _, spec := range jobs.Specs() {
+				name := n.Consumer(string(spec.Type))
+				if ci, err := st.Consumer(cctx, name); err == nil {
 					info := ci.CachedInfo()
 					if fresh, err := ci.Info(cctx); err == nil {
 						info = fresh
 					}
-					g.ackPending.WithLabelValues(n.Consumer(class)).Set(float64(info.NumAckPending))
-					g.redelivered.WithLabelValues(n.Consumer(class)).Set(float64(info.NumRedelivered))
+					g.ackPending.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumAckPending))
+					g.redelivered.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumRedelivered))
 				}
 			}
 		}

@@ -215,7 +215,13 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	// go together.
 	j.touchIfOld(w.ackWait)
 	start := time.Now()
-	if err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat); err != nil || soft.Err() != nil {
+	g := w.gates.get(d.App, spec.Class, gateSize(j.app.Rate(spec.Class), w.maxAckPending()))
+	if !g.enter(soft, d.Type, j.heartbeat, w.ackWait/3) {
+		return step{stopping: true}
+	}
+	err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat)
+	g.leave()
+	if err != nil || soft.Err() != nil {
 		return step{stopping: true}
 	}
 	w.m.limiterWait.WithLabelValues(spec.Class).Observe(time.Since(start).Seconds())

@@ -53,7 +53,7 @@ type Options struct {
 	OnAccepted func(ctx context.Context, d *jobs.Decoded, res *jobs.Result) error
 }
 
-// Worker consumes jobs of every rate class and delivers them.
+// Worker consumes jobs of every type and delivers them.
 type Worker struct {
 	o       Options
 	c       config.Config
@@ -72,7 +72,8 @@ type Worker struct {
 	active    sync.Map // stream sequences being handled here
 	consuming atomic.Bool
 	mu        sync.Mutex
-	loops     map[string]*loopState
+	loops     map[string]*loopState // per job type
+	gates     gates
 }
 
 type loopState struct {
@@ -81,7 +82,7 @@ type loopState struct {
 	closed    bool      // the consume loop ended while the worker was running
 }
 
-// New prepares a worker: the dedup bucket and the class consumers.
+// New prepares a worker: the dedup bucket.
 func New(ctx context.Context, o Options) (*Worker, error) {
 	if o.AckWait <= 0 {
 		o.AckWait = 30 * time.Second
@@ -126,7 +127,7 @@ func (w *Worker) pullBatch(class string) int {
 	return min(max(int(math.Ceil(total*0.05)), 16), 256, w.maxAckPending())
 }
 
-// maxAckPending bounds the jobs of one class held by all replicas at once.
+// maxAckPending bounds the jobs of one type held by all replicas at once.
 func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 64) }
 
 // Run consumes until ctx ends, then stops taking jobs and finishes or hands back those in
@@ -135,8 +136,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
 	var ccs []jetstream.ConsumeContext
-	for _, class := range config.Classes {
-		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, class, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
+	for _, spec := range broker.ConsumerTypes() {
+		jobType, class := string(spec.Type), spec.Class
+		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
 		if err != nil {
 			for _, cc := range ccs {
 				cc.Stop()
@@ -146,10 +148,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		class := class
 		ls := &loopState{}
 		w.mu.Lock()
-		w.loops[class] = ls
+		w.loops[jobType] = ls
 		w.mu.Unlock()
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			w.mu.Lock()
@@ -175,19 +176,19 @@ func (w *Worker) Run(ctx context.Context) error {
 					w.mu.Unlock()
 					return
 				}
-				w.log.Warn().Err(err).Str("class", class).Msg("consume error")
+				w.log.Warn().Err(err).Str("type", jobType).Msg("consume error")
 			}))
 		if err != nil {
 			for _, c := range ccs {
 				c.Stop()
 			}
-			return fmt.Errorf("consuming %s: %w", w.n.Consumer(class), err)
+			return fmt.Errorf("consuming %s: %w", w.n.Consumer(jobType), err)
 		}
 		ccs = append(ccs, cc)
 		go func() {
 			<-cc.Closed()
 			if ctx.Err() == nil {
-				w.log.Error().Str("class", class).Msg("fetch loop ended unexpectedly")
+				w.log.Error().Str("type", jobType).Msg("fetch loop ended unexpectedly")
 				w.mu.Lock()
 				ls.closed = true
 				w.mu.Unlock()
@@ -232,7 +233,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// Consuming reports whether every class consumer is set up and fetching.
+// Consuming reports whether every job type's consumer is set up and fetching.
 func (w *Worker) Consuming() bool { return w.consuming.Load() }
 
 // A fetch loop is stuck when it keeps missing its pull heartbeats (misses less than

@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/pushworker/pushworker/jobs"
+	"github.com/pushworker/pushworker/limiter"
 )
 
 func TestSendP2PRoundTrip(t *testing.T) {
@@ -418,5 +421,90 @@ func TestExpiresWhileWaitingForBudget(t *testing.T) {
 	res, _ := e.result(10 * time.Second)
 	if res.Status != jobs.StatusExpired || len(e.up.requests()) != 0 {
 		t.Fatalf("result %+v after %d calls", res, len(e.up.requests()))
+	}
+}
+
+// TestBacklogOfOneTypeDoesNotDelayAnother: behind a backlog of p2p jobs at 20 per second, a
+// p2t job (another class) goes at once and a p2p_more job (the same class, so the same
+// budget) within about a quarter second of budget and its turn — not after the backlog, as
+// when one consumer took every type of the class.
+func TestBacklogOfOneTypeDoesNotDelayAnother(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_RATE_P2P": "20"})
+	e.stopWorker()
+	c := e.cfg
+	e.startWorker(limiter.New(limiter.Options{Rate: func(app, class string) float64 { return c.Apps[app].Rate(class) }}))
+	const backlog = 60 // 3 s at 20/s
+	for i := range backlog {
+		e.publish("p2p", p2pJob(fmt.Sprintf("bl-%d", i)))
+	}
+	e.result(10 * time.Second) // the backlog is being sent
+	start := time.Now()
+	e.publish("p2p_more", `{"request_id":"more-1","payload":{"fromAccount":"a","toAccounts":["b"],"msg":"m"}}`)
+	e.publish("p2t", `{"request_id":"p2t-1","payload":{"fromAccount":"a","topicId":5,"msg":"m"}}`)
+	took := map[string]time.Duration{}
+	p2pAfter := 0
+	for len(took) < 2 {
+		res, _ := e.result(10 * time.Second)
+		switch res.RequestID {
+		case "more-1", "p2t-1":
+			took[res.RequestID] = time.Since(start)
+		default:
+			if _, ok := took["more-1"]; !ok {
+				p2pAfter++
+			}
+		}
+	}
+	t.Logf("p2t after %v, p2p_more after %v (%d p2p results before it)", took["p2t-1"], took["more-1"], p2pAfter)
+	if took["p2t-1"] > 500*time.Millisecond {
+		t.Errorf("the p2t job took %v behind a p2p backlog", took["p2t-1"])
+	}
+	if took["more-1"] > 1500*time.Millisecond || p2pAfter > 30 {
+		t.Errorf("the p2p_more job took %v, after %d of the %d backlogged p2p jobs", took["more-1"], p2pAfter, backlog-1)
+	}
+}
+
+// TestUpgradeFromClassConsumers: a stream still holding the consumers of earlier versions,
+// one per rate class with a filter for each type of the class, is taken over: the class
+// consumers are narrowed to their type, the other types get their own, and a job waiting
+// under the old consumers is delivered.
+func TestUpgradeFromClassConsumers(t *testing.T) {
+	e := newEnv(t, nil)
+	e.stopWorker()
+	ctx := t.Context()
+	st, err := e.js.Stream(ctx, "PUSH_JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range st.ListConsumers(ctx).Info() {
+		if err := st.DeleteConsumer(ctx, name.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := map[string][]string{
+		"p2p": {"push.jobs.p2p", "push.jobs.p2p_more"}, "p2t": {"push.jobs.p2t", "push.jobs.p2t_more"},
+		"ucs": {"push.jobs.ucs", "push.jobs.ucs_multi_msg", "push.jobs.ucs_multi_topic"}, "notify": {"push.jobs.notify"},
+	}
+	for class, subjects := range old {
+		cc := jetstream.ConsumerConfig{Durable: "pushworker-" + class, AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: subjects}
+		if len(subjects) == 1 {
+			cc.FilterSubject, cc.FilterSubjects = subjects[0], nil
+		}
+		if _, err := st.CreateConsumer(ctx, cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.publish("p2p_more", `{"request_id":"up-1","payload":{"fromAccount":"a","toAccounts":["b"],"msg":"m"}}`)
+	e.startWorker(noLimit{})
+	if res, _ := e.result(10 * time.Second); res.RequestID != "up-1" || res.Status != jobs.StatusSent {
+		t.Fatalf("result %+v", res)
+	}
+	for _, s := range jobs.Specs() {
+		c, err := st.Consumer(ctx, "pushworker-"+string(s.Type))
+		if err != nil {
+			t.Fatalf("consumer of %s: %v", s.Type, err)
+		}
+		if f := c.CachedInfo().Config; f.FilterSubject != "push.jobs."+string(s.Type) || len(f.FilterSubjects) > 0 {
+			t.Errorf("consumer of %s filters %q %v", s.Type, f.FilterSubject, f.FilterSubjects)
+		}
 	}
 }

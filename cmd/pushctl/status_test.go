@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/pushworker/pushworker/broker"
-	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/jobs"
 )
 
 func TestStatus(t *testing.T) {
@@ -25,8 +25,8 @@ func TestStatus(t *testing.T) {
 		}
 	})
 
-	for _, class := range config.Classes {
-		if _, err := broker.EnsureConsumer(h.ctx(), h.js, h.names, class, broker.ConsumerSettings{AckWait: 30 * time.Second, MaxAckPending: 100}); err != nil {
+	for _, spec := range broker.ConsumerTypes() {
+		if _, err := broker.EnsureConsumer(h.ctx(), h.js, h.names, string(spec.Type), broker.ConsumerSettings{AckWait: 30 * time.Second, MaxAckPending: 100}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -57,8 +57,8 @@ func TestStatus(t *testing.T) {
 	out, _ := h.mustPushctl(exitOK, "status")
 	want := []string{"PUSH_JOBS", "PUSH_RESULTS", "PUSH_DLQ", "replica-a", `"share":500`, "replica-b",
 		"app default class p2p: share 50%, used 25%, hungry", svc.Info().ID, "version 1.2.3"}
-	for _, class := range config.Classes {
-		want = append(want, h.names.Consumer(class))
+	for _, spec := range jobs.Specs() {
+		want = append(want, h.names.Consumer(string(spec.Type)))
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
@@ -71,7 +71,7 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}
-	if len(rep.Streams) != 3 || rep.Streams[0].Messages != 3 || len(rep.Consumers) != len(config.Classes) {
+	if len(rep.Streams) != 3 || rep.Streams[0].Messages != 3 || len(rep.Consumers) != len(jobs.Specs()) {
 		t.Fatalf("streams %+v consumers %+v", rep.Streams, rep.Consumers)
 	}
 	if rep.Pending["p2p"] != 2 || rep.Pending["ucs"] != 1 {

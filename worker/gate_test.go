@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGateTakesTurns: with the gate full, a job of a quiet type waits for one place, not
+// behind every queued job of a busy type; a waiter that gives up passes no place away.
+func TestGateTakesTurns(t *testing.T) {
+	g := (&gates{}).get("default", "p2p", 1)
+	if !g.enter(context.Background(), "p2p", func() {}, time.Second) {
+		t.Fatal("the first job did not enter a free gate")
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	queue := func(name, typ string, ctx context.Context) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if g.enter(ctx, typ, func() {}, time.Second) {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				g.leave()
+			}
+		}()
+		eventually(t, time.Second, name+" queued", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return slices.Contains(g.turns, typ)
+		})
+		time.Sleep(10 * time.Millisecond) // in arrival order
+	}
+	for _, n := range []string{"p2p-1", "p2p-2", "p2p-3", "p2p-4"} {
+		queue(n, "p2p", context.Background())
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	queue("ucs-gone", "p2p_more", gone) // gives up before its turn
+	cancel()
+	eventually(t, time.Second, "the waiter that gave up is dropped", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return !slices.Contains(g.turns, "p2p_more")
+	})
+	queue("more-1", "p2p_more", context.Background())
+	g.leave()
+	wg.Wait()
+	if want := []string{"p2p-1", "more-1", "p2p-2", "p2p-3", "p2p-4"}; !slices.Equal(order, want) {
+		t.Fatalf("admitted %v, want %v", order, want)
+	}
+	if g.free != 1 || len(g.turns) != 0 || len(g.waiting) != 0 {
+		t.Fatalf("gate left with free %d, turns %v, waiting %v", g.free, g.turns, g.waiting)
+	}
+}
+
+func TestGateSize(t *testing.T) {
+	for _, c := range []struct {
+		rate float64
+		want int
+	}{{1, 4}, {20, 5}, {1000, 250}, {1e6, 256}} {
+		if got := gateSize(c.rate, 256); got != c.want {
+			t.Errorf("gateSize(%v) = %d, want %d", c.rate, got, c.want)
+		}
+	}
+}
+
+// eventually fails the test unless cond holds within d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
