@@ -123,9 +123,13 @@ func (a App) Rate(class string) float64 { return a.Rates[class] }
 type Error struct {
 	Var string
 	Msg string
+	Err error // the cause, when there is one (Msg says it too)
 }
 
 func (e *Error) Error() string { return e.Var + ": " + e.Msg }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Load reads the configuration from the environment and the apps file and validates it.
 // Only the PUSH_* names count: the tags hold the full names and the prefix given to
@@ -307,6 +311,14 @@ func (c *Config) validate() error {
 	}
 	if c.NotifyStatsEvery < 0 {
 		return &Error{Var: "PUSH_NOTIFY_STATS_INTERVAL", Msg: "must not be negative (0 turns polling off)"}
+	}
+	for _, d := range []struct {
+		v string
+		d time.Duration
+	}{{"PUSH_DUPLICATE_WINDOW", c.DuplicateWindow}, {"PUSH_RESULTS_MAX_AGE", c.ResultsMaxAge}, {"PUSH_DLQ_MAX_AGE", c.DLQMaxAge}} {
+		if d.d < 100*time.Millisecond {
+			return &Error{Var: d.v, Msg: "must be at least 100ms (NATS refuses less)"}
+		}
 	}
 	if c.AckWait < time.Second {
 		return &Error{Var: "PUSH_ACK_WAIT", Msg: "must be at least 1s"}

@@ -20,6 +20,9 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"PUSH_MIMC_URL":              "ftp://x",
 		"PUSH_SUBJECT_PREFIX":        "a.*",
 		"PUSH_MANAGE_STREAMS":        "maybe",
+		"PUSH_DUPLICATE_WINDOW":      "50ms", // NATS refuses a window or max age under 100ms
+		"PUSH_RESULTS_MAX_AGE":       "10ms",
+		"PUSH_DLQ_MAX_AGE":           "99ms",
 	}
 	for v, val := range cases {
 		t.Run(v, func(t *testing.T) {
