@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -67,8 +68,8 @@ func (n Names) APISubject() string { return n.Subject + ".api" }
 // ControlSubject carries messages between replicas (breaker state).
 func (n Names) ControlSubject(s string) string { return n.Subject + ".internal." + s }
 
-// Consumer is the durable consumer of a rate class.
-func (n Names) Consumer(class string) string { return "pushworker-" + class }
+// Consumer is the durable consumer of a job type.
+func (n Names) Consumer(jobType string) string { return "pushworker-" + jobType }
 
 // StartEmbedded starts an in-process NATS server with JetStream, listening on
 // PUSH_EMBEDDED_LISTEN and storing in PUSH_DATA_DIR.
@@ -234,40 +235,41 @@ func streamError(sc jetstream.StreamConfig, n Names, err error) error {
 	return err
 }
 
-// ClassSubjects returns the job subjects of each rate class.
-func ClassSubjects(n Names) map[string][]string {
-	out := map[string][]string{}
-	for _, s := range jobs.Specs() {
-		out[s.Class] = append(out[s.Class], n.JobSubject(string(s.Type)))
-	}
-	return out
+// ConsumerTypes lists the job types in the order their consumers are set up: first the
+// types named like their rate class. Earlier versions had one consumer per rate class, for
+// every type of the class (pushworker-p2p also took p2p_more); a work-queue stream refuses
+// consumers whose filters overlap, so those are narrowed to their own type before the other
+// types' consumers are created.
+func ConsumerTypes() []jobs.Spec {
+	specs := jobs.Specs()
+	sort.SliceStable(specs, func(i, j int) bool {
+		return string(specs[i].Type) == specs[i].Class && string(specs[j].Type) != specs[j].Class
+	})
+	return specs
 }
 
-// ConsumerSettings size a class consumer.
+// ConsumerSettings size a job type's consumer.
 type ConsumerSettings struct {
 	AckWait       time.Duration
 	MaxAckPending int
 }
 
-// EnsureConsumer creates or updates the durable pull consumer of a rate class.
-func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, class string, s ConsumerSettings) (jetstream.Consumer, error) {
-	subjects := ClassSubjects(n)[class]
-	if len(subjects) == 0 {
-		return nil, fmt.Errorf("unknown rate class %q", class)
+// EnsureConsumer creates or updates the durable pull consumer of a job type. Each type has
+// its own, so that a backlog of one type never holds back the jobs of another.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, jobType string, s ConsumerSettings) (jetstream.Consumer, error) {
+	spec, ok := jobs.Lookup(jobType)
+	if !ok {
+		return nil, fmt.Errorf("unknown job type %q", jobType)
 	}
 	cc := jetstream.ConsumerConfig{
-		Durable:       n.Consumer(class),
-		Description:   "pushworker jobs of rate class " + class,
+		Durable:       n.Consumer(jobType),
+		Description:   "pushworker jobs of type " + jobType + " (rate class " + spec.Class + ")",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: s.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if len(subjects) == 1 {
-		cc.FilterSubject = subjects[0]
-	} else {
-		cc.FilterSubjects = subjects
+		FilterSubject: n.JobSubject(jobType),
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, n.JobsStream(), cc)
 	if err != nil {
