@@ -67,6 +67,9 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	natsURL := c.NATSURL
 	var ns *server.Server
 	if natsURL == "" {
+		if err := checkDataDir(c.DataDir); err != nil {
+			return err
+		}
 		var err error
 		if ns, err = broker.StartEmbedded(c); err != nil {
 			return err
@@ -197,6 +200,22 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		log.Warn().Err(coordErr).Msg("rate budget coordinator stopped with an error")
 	}
 	return err
+}
+
+// checkDataDir makes sure the embedded server can store in dir, creating it if need be, so
+// that an unusable PUSH_DATA_DIR stops the start at once and named (the server itself would
+// only fail to become ready).
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return &config.Error{Var: "PUSH_DATA_DIR", Msg: err.Error(), Err: err}
+	}
+	f, err := os.CreateTemp(dir, ".pushworker-check-*")
+	if err != nil {
+		return &config.Error{Var: "PUSH_DATA_DIR", Msg: "not writable: " + err.Error(), Err: err}
+	}
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+	return nil
 }
 
 func shutdownServer(ns *server.Server) {
