@@ -124,7 +124,7 @@ func TestClientServerClosedIdleConnections(t *testing.T) {
 			}
 			conns = nil
 			mu.Unlock()
-			time.Sleep(10 * time.Millisecond) // the FIN arrives
+			time.Sleep(freshFor + 10*time.Millisecond) // the FIN arrives, and the connection is checked
 		}
 		srv.Close()
 		if failed != 0 || calls.Load() != n {
