@@ -220,7 +220,7 @@ func (p *Poller) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	p.log.Info().Str("replica", p.id).Dur("interval", p.every).Dur("for", p.pollFor).Msg("polling notify delivery stats")
+	p.log.Info().Dur("interval", p.every).Dur("for", p.pollFor).Msg("polling notify delivery stats")
 	tick := time.NewTicker(p.every)
 	defer tick.Stop()
 	for {
