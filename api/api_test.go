@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 )
@@ -88,20 +89,8 @@ func newHarness(t *testing.T, opts ...func(*harnessOpts)) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: o.maxPayload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	ns := natstest.Start(t, func(so *server.Options) { so.MaxPayload = o.maxPayload })
+	nc, _ := natstest.Connect(t, ns)
 
 	fake, srv := newFakeUpstream(t, testAppID, testAppKey, testAppSecret, testNAppID, testToken)
 	hc := upstream.NewHTTPClient(o.timeout, 16)
@@ -133,10 +122,11 @@ func newHarness(t *testing.T, opts ...func(*harnessOpts)) *harness {
 	h := &harness{t: t, nc: nc, fake: fake, rec: rec, client: client, prefix: o.prefix, logs: logs, secrets: secrets,
 		breakers: upstream.NewBreakers(upstream.BreakerSettings{TripAfter: 3, OpenFor: time.Minute, ProbeEvery: time.Minute})}
 	h.opts = Options{Config: cfg, Client: client, Breakers: h.breakers, Logger: zerolog.New(logs).Level(zerolog.DebugLevel), Version: o.version}
-	h.svc, err = Start(nc, h.opts)
+	svc, err := Start(nc, h.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.svc = svc
 	t.Cleanup(func() {
 		_ = h.svc.Stop()
 		for _, s := range secrets {

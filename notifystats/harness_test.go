@@ -19,6 +19,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 )
@@ -273,15 +274,7 @@ func newEnv(t *testing.T, interval, pollFor string) *testEnv {
 		t.Fatal(err)
 	}
 
-	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := natstest.Start(t, natstest.JetStream(t, ""))
 
 	e := &testEnv{t: t, ns: ns, fake: fake, cfg: cfg, calls: &callLog{}, logs: &syncBuffer{}}
 	e.calls.reset()

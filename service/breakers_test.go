@@ -4,25 +4,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
+	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/upstream"
 )
 
 // TestBreakerSharedAcrossReplicas opens a breaker on one replica and checks that another
 // stops calling within a second, does not probe itself, and resumes when the first closes.
 func TestBreakerSharedAcrossReplicas(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(s.Shutdown)
+	s := natstest.Start(t)
 	replica := func(id string) *upstream.Breakers {
 		nc, err := nats.Connect(s.ClientURL())
 		if err != nil {

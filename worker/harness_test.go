@@ -19,6 +19,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 	"github.com/pushworker/pushworker/worker"
@@ -33,19 +34,7 @@ const (
 // startNATS starts an embedded JetStream server for one test.
 func startNATS(t *testing.T, dir string) *server.Server {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, Port: -1, Host: "127.0.0.1", MaxPayload: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
+	return natstest.Start(t, natstest.JetStream(t, dir), func(o *server.Options) { o.MaxPayload = 8 << 20 })
 }
 
 // fakeUpstream is an httptest MIMC/notify upstream whose answers a test programs.

@@ -499,10 +499,11 @@ func TestUpgradeFromClassConsumers(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	for _, s := range jobs.Specs() {
-		c, err := st.Consumer(ctx, "pushworker-"+string(s.Type))
-		if err != nil {
-			t.Fatalf("consumer of %s: %v", s.Type, err)
-		}
+		var c jetstream.Consumer
+		waitFor(t, 5*time.Second, "the consumer of "+string(s.Type), func() bool {
+			c, err = st.Consumer(ctx, "pushworker-"+string(s.Type))
+			return err == nil
+		})
 		if f := c.CachedInfo().Config; f.FilterSubject != "push.jobs."+string(s.Type) || len(f.FilterSubjects) > 0 {
 			t.Errorf("consumer of %s filters %q %v", s.Type, f.FilterSubject, f.FilterSubjects)
 		}

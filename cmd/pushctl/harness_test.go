@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/jobs"
 )
 
@@ -30,24 +30,8 @@ type harness struct {
 
 func newHarness(t *testing.T, withStreams bool) *harness {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), Port: -1, Host: "127.0.0.1", NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := natstest.Start(t, natstest.JetStream(t, ""))
+	nc, js := natstest.Connect(t, s)
 	cfg, err := config.Load()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushworker/pushworker/api"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 	"github.com/pushworker/pushworker/upstream/sandbox"
@@ -24,20 +25,8 @@ import (
 // newAPIHarness is a plain embedded NATS server (no JetStream: the API is request/reply).
 func newAPIHarness(t *testing.T) *harness {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	s := natstest.Start(t)
+	nc, _ := natstest.Connect(t, s)
 	return &harness{t: t, url: s.ClientURL(), nc: nc}
 }
 
@@ -497,20 +486,8 @@ func TestAPIErrors(t *testing.T) {
 // TestAPIForbidNATSUser checks that topic forbid's --user is the member while the NATS user
 // is still given before the command.
 func TestAPIForbidNATSUser(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, Username: "ops", Password: "pw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("ops", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	s := natstest.Start(t, func(o *server.Options) { o.Username, o.Password = "ops", "pw" })
+	nc, _ := natstest.Connect(t, s, nats.UserInfo("ops", "pw"))
 	f := newFakeAPI(t, nc, "push")
 	f.set("topic.forbid", fakeReply{data: `""`})
 	h := &harness{t: t, url: s.ClientURL()}
