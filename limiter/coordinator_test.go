@@ -26,16 +26,7 @@ func startNATS(t *testing.T) *server.Server {
 
 func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return natstest.Connect(t, s)
 }
 
 // replica is one worker replica: its own NATS connection, Limiter and Coordinator.
