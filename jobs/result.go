@@ -77,6 +77,9 @@ type DLQEntry struct {
 	Data    []byte          `json:"data"` // original job bytes; base64 in JSON
 	Job     json.RawMessage `json:"job,omitempty"`
 	Result  Result          `json:"result"`
+	// Omitted says what was left out of an entry that would not fit in one NATS message
+	// (a job of more than about 40 % of max_payload): first job, then data as well.
+	Omitted string `json:"omitted,omitempty"`
 }
 
 // NotifyStats is one change of a notify task's delivery stats, published on

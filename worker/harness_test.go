@@ -31,10 +31,14 @@ const (
 	testSecret = "secret-S3CRET-5678"
 )
 
+// natsMaxPayload is the max_payload of the servers startNATS starts (tests of this package
+// do not run in parallel).
+var natsMaxPayload int32 = 8 << 20
+
 // startNATS starts an embedded JetStream server for one test.
 func startNATS(t *testing.T, dir string) *server.Server {
 	t.Helper()
-	return natstest.Start(t, natstest.JetStream(t, dir), func(o *server.Options) { o.MaxPayload = 8 << 20 })
+	return natstest.Start(t, natstest.JetStream(t, dir), func(o *server.Options) { o.MaxPayload = natsMaxPayload })
 }
 
 // fakeUpstream is an httptest MIMC/notify upstream whose answers a test programs.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -225,11 +226,10 @@ func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error
 	}
 	// data is base64 in the entry: scrub the raw bytes, where a secret can still be seen.
 	e.Data, e.Job = w.scrub.Bytes(e.Data), w.scrub.Bytes(e.Job)
-	data, err := json.Marshal(e)
+	data, err := w.fitDLQ(&e)
 	if err != nil {
 		return err
 	}
-	data = w.scrub.Bytes(data)
 	m := nats.NewMsg(w.n.DLQSubject(res.Type))
 	m.Data = data
 	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
@@ -240,6 +240,33 @@ func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error
 	}
 	w.m.dlqWrites.WithLabelValues(res.Type).Inc()
 	return nil
+}
+
+// dlqHeadroom is what a DLQ message's subject and headers may take besides its data.
+const dlqHeadroom = 1024
+
+// fitDLQ marshals a DLQ entry small enough for one NATS message. The job bytes are in it
+// twice (data, base64, and job) and a job of half the server's max_payload would not fit:
+// the write would fail for ever and the job would never get its result. So job goes first,
+// then data, and omitted says so; the result, with the reason of the rejection, stays.
+func (w *Worker) fitDLQ(e *jobs.DLQEntry) ([]byte, error) {
+	limit := int(w.js.Conn().MaxPayload()) - dlqHeadroom
+	data, err := json.Marshal(e)
+	if err != nil || limit <= 0 || len(data) <= limit {
+		return w.scrub.Bytes(data), err
+	}
+	size := len(e.Data)
+	if e.Job != nil {
+		e.Job = nil
+		e.Omitted = fmt.Sprintf("job: the entry would exceed the NATS max_payload of %d bytes; data holds the job's %d bytes", limit+dlqHeadroom, size)
+		if data, err = json.Marshal(e); err != nil || len(data) <= limit {
+			return w.scrub.Bytes(data), err
+		}
+	}
+	e.Data = nil
+	e.Omitted = fmt.Sprintf("job and data: the job's %d bytes do not fit in one DLQ message (NATS max_payload %d bytes)", size, limit+dlqHeadroom)
+	data, err = json.Marshal(e)
+	return w.scrub.Bytes(data), err
 }
 
 // observe logs and counts a job's outcome.

@@ -54,7 +54,7 @@ func (w *Worker) sweepSubject(soft, hard context.Context, subj string) {
 			return
 		}
 		j := &job{subject: raw.Subject, data: raw.Data, seq: raw.Sequence, ts: raw.Time, touched: time.Now()}
-		d, jerr := jobs.Decode(jobs.Meta{Subject: raw.Subject, MsgID: raw.Header.Get("Nats-Msg-Id"), Seq: raw.Sequence},
+		d, jerr := jobs.Decode(jobs.Meta{Subject: raw.Subject, MsgID: raw.Header.Get("Nats-Msg-Id"), RequestID: raw.Header.Get(jobs.HeaderRequestID), Seq: raw.Sequence},
 			raw.Data, jobs.Options{SubjectPrefix: w.c.SubjectPrefix, MaxBytes: w.c.MaxJobBytes})
 		j.d = d
 		if jerr == nil { // cannot happen for an unknown type; keep the rule in one place anyway

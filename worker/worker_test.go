@@ -509,3 +509,35 @@ func TestUpgradeFromClassConsumers(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeRejectedJobGetsItsResult: a job too big to fit twice into one DLQ message (the
+// entry holds its bytes as data and as job) is still finished at once — rejected by the
+// upstream, its result published, its DLQ entry written without the copy that does not fit
+// — instead of retrying the DLQ write and calling the upstream again.
+func TestLargeRejectedJobGetsItsResult(t *testing.T) {
+	natsMaxPayload = 1 << 20
+	defer func() { natsMaxPayload = 8 << 20 }()
+	e := newEnv(t, map[string]string{"PUSH_MAX_JOB_BYTES": "1000000"})
+	e.up.setAnswer(func(recorded) (int, string) { return 400, `{"code":400,"message":"msg too long"}` })
+	for i, size := range []int{600 << 10, 900 << 10} {
+		id := fmt.Sprintf("big-%d", i)
+		e.publish("p2p", `{"request_id":"`+id+`","payload":{"fromAccount":"a","toAccount":"b","msg":"`+strings.Repeat("x", size)+`"}}`)
+		res, _ := e.result(10 * time.Second)
+		if res.RequestID != id || res.Status != jobs.StatusRejected || res.Error.Kind != jobs.KindUpstreamRejected {
+			t.Fatalf("%s: result %+v %+v", id, res, res.Error)
+		}
+	}
+	if n := len(e.up.requests()); n != 2 {
+		t.Fatalf("upstream called %d times, want 2", n)
+	}
+	dl := e.dlq()
+	if len(dl) != 2 {
+		t.Fatalf("DLQ has %d entries", len(dl))
+	}
+	if d := dl[0]; len(d.Data) < 600<<10 || d.Job != nil || !strings.HasPrefix(d.Omitted, "job:") {
+		t.Errorf("600 KiB job: DLQ data %d bytes, job %d bytes, omitted %q", len(d.Data), len(d.Job), d.Omitted)
+	}
+	if d := dl[1]; d.Data != nil || d.Job != nil || !strings.HasPrefix(d.Omitted, "job and data:") || d.Result.RequestID != "big-1" {
+		t.Errorf("900 KiB job: DLQ data %d bytes, job %d bytes, omitted %q", len(d.Data), len(d.Job), d.Omitted)
+	}
+}

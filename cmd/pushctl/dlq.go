@@ -407,12 +407,22 @@ func (a *app) replayOne(ctx context.Context, sess *session, dlq jetstream.Stream
 		return fmt.Errorf("DLQ entry %d: subject %q is not a job subject under %s", d.seq, e.Subject, jobPrefix)
 	}
 	if len(e.Data) == 0 {
+		if e.Omitted != "" {
+			return fmt.Errorf("DLQ entry %d has no job data (omitted %s): send the job again from its producer", d.seq, e.Omitted)
+		}
 		return fmt.Errorf("DLQ entry %d has no job data", d.seq)
 	}
+	if e.Result.Error != nil && e.Result.Error.Kind == jobs.KindCredentialsInJob {
+		return fmt.Errorf("DLQ entry %d: the job carried credentials, which the DLQ holds redacted; it would be rejected again: fix the producer and send it anew", d.seq)
+	}
 	reqID := e.Result.RequestID
+	idNote := "request id " + reqID
+	if reqID == "" || reqID == fmt.Sprintf("seq-%d", e.Result.JobSeq) {
+		idNote = "no request id: the worker gives it seq-<new stream sequence>"
+	}
 	if dryRun {
 		if !a.g.json {
-			fmt.Fprintf(a.stdout, "would replay DLQ entry %d to %s (request id %s, %d bytes)\n", d.seq, e.Subject, reqID, len(e.Data))
+			fmt.Fprintf(a.stdout, "would replay DLQ entry %d to %s (%s, %d bytes)\n", d.seq, e.Subject, idNote, len(e.Data))
 		}
 		return nil
 	}
@@ -439,7 +449,7 @@ func (a *app) replayOne(ctx context.Context, sess *session, dlq jetstream.Stream
 		return &notDeletedError{seq: d.seq, err: err}
 	}
 	if !a.g.json {
-		fmt.Fprintf(a.stdout, "replayed DLQ entry %d to %s (request id %s) as %s seq %d\n", d.seq, e.Subject, reqID, ack.Stream, ack.Sequence)
+		fmt.Fprintf(a.stdout, "replayed DLQ entry %d to %s (%s) as %s seq %d\n", d.seq, e.Subject, idNote, ack.Stream, ack.Sequence)
 	}
 	return nil
 }

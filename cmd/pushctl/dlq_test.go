@@ -172,3 +172,29 @@ func TestDLQ(t *testing.T) {
 		}
 	})
 }
+
+// TestDLQReplayRefusesWhatCannotWork: an entry of a job that carried credentials (held
+// redacted) and one whose job bytes were too large to keep are not replayed, with the reason.
+func TestDLQReplayRefusesWhatCannotWork(t *testing.T) {
+	h := newHarness(t, true)
+	creds := &dlqJob{typ: "p2p", reqID: "c-1", data: []byte(`{"request_id":"c-1","payload":{"appKey":"[redacted]"}}`)}
+	h.addDLQ(creds, jobs.KindCredentialsInJob)
+	big := jobs.DLQEntry{Subject: "push.jobs.p2p", Omitted: "job and data: the job's 900000 bytes do not fit in one DLQ message",
+		Result: jobs.Result{RequestID: "b-1", Type: "p2p", Status: jobs.StatusRejected, Error: &jobs.Error{Kind: jobs.KindUpstreamRejected, Detail: "too long"}}}
+	data, _ := json.Marshal(big)
+	ack, err := h.js.Publish(h.ctx(), h.names.DLQSubject("p2p"), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errs := h.mustPushctl(exitError, "dlq", "replay", "--seq", fmt.Sprint(creds.seq))
+	if !strings.Contains(errs, "credentials") {
+		t.Errorf("credentials entry: %q", errs)
+	}
+	_, errs = h.mustPushctl(exitError, "dlq", "replay", "--seq", fmt.Sprint(ack.Sequence))
+	if !strings.Contains(errs, "no job data (omitted job and data") {
+		t.Errorf("omitted entry: %q", errs)
+	}
+	if h.msgCount(h.names.JobsStream()) != 0 || h.msgCount(h.names.DLQStream()) != 2 {
+		t.Fatal("a refused replay changed the streams")
+	}
+}
