@@ -21,11 +21,6 @@ import (
 // hold a whole second of tokens would let twice the rate into one second after a lull.
 const burstFraction = 0.01
 
-// batchFraction of its rate is the weight a bucket lets go at once without a trailing debt
-// (see bucket.trail). With the burst it stays within the 5 % a one-second window may
-// hold above the rate.
-const batchFraction = 0.03
-
 // DefaultHeartbeatEvery is how often Wait calls its heartbeat while it waits, unless
 // Options.HeartbeatEvery says otherwise.
 const DefaultHeartbeatEvery = 10 * time.Second
@@ -91,7 +86,6 @@ type bucket struct {
 	lim     *rate.Limiter // nil when the share is 0: nothing may be sent
 	rate    float64       // tokens per second: the entry's rate times share
 	burst   int
-	batch   int // the largest weight without a trailing debt
 	share   float64
 	changed chan struct{}
 }
@@ -119,9 +113,11 @@ func New(opts Options) *Limiter {
 //
 // Callers are served in the order they asked. A weight above the bucket's burst is reserved
 // as one debt, so a heavy job goes after waiting for its whole weight and lighter jobs
-// queue behind it. A job heavier than 3 % of the rate also leaves a debt of its excess
-// behind it, which later callers wait for: otherwise the second after it could hold a
-// full second of tokens besides its weight.
+// queue behind it. The second after a heavy job would still get a full second of tokens
+// besides its weight: Admit, not Wait, holds those callers back (it keeps every sliding
+// second of releases within the rate plus the burst). An earlier version made them wait
+// here for a debt of the heavy job's weight again, which took a heavy-only backlog to 55 %
+// of the rate.
 func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heartbeat func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -160,12 +156,11 @@ func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heart
 			}
 			continue
 		}
-		trail := b.trail(weight)
-		now, ok := e.reserve(b, weight+trail, &r)
+		now, ok := e.reserve(b, weight, &r)
 		if !ok {
 			continue // the bucket was replaced meanwhile
 		}
-		delay := r.DelayFrom(now) - b.duration(trail)
+		delay := r.DelayFrom(now)
 		if delay <= 0 {
 			return l.release(e, &w, weight, now)
 		}
@@ -334,7 +329,6 @@ func (e *entry) newBucket(share float64, now time.Time, full bool) *bucket {
 	}
 	r := e.rate * share
 	b.rate, b.burst = r, burstFor(r)
-	b.batch = max(b.burst, int(r*batchFraction))
 	if full {
 		b.lim = rate.NewLimiter(rate.Limit(r), b.burst)
 	} else {
@@ -398,25 +392,6 @@ func (e *entry) cancel(r *rate.Reservation) {
 	e.mu.Lock()
 	r.CancelAt(time.Now())
 	e.mu.Unlock()
-}
-
-// trail returns the tokens reserved after a job of weight n, beyond its weight.
-//
-// A bucket sends a job once its weight has accrued, so nothing else goes during the
-// weight/rate before it; but the second after it would still hold a full second of tokens
-// besides the job's weight. A job heavier than b.batch therefore also leaves a debt of its
-// weight less b.batch behind it, so that no one-second window on either side holds more
-// than the rate plus b.batch.
-func (b *bucket) trail(n int) int {
-	return max(0, n-b.batch)
-}
-
-// duration returns how long b takes to accrue n tokens.
-func (b *bucket) duration(n int) time.Duration {
-	if n == 0 {
-		return 0
-	}
-	return time.Duration(float64(n) / b.rate * float64(time.Second))
 }
 
 // isChanged reports whether b has been replaced.

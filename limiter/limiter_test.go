@@ -58,7 +58,6 @@ func TestWaitPrecision(t *testing.T) {
 func TestWaitHeavy(t *testing.T) {
 	const rate = 400.0
 	burst := smallBurst(rate)
-	batch := int(rate * batchFraction)
 
 	t.Run("alone", func(t *testing.T) {
 		l := New(Options{Rate: fixedRate(rate), Logger: zerolog.Nop()})
@@ -73,61 +72,83 @@ func TestWaitHeavy(t *testing.T) {
 		if waited < want-20*time.Millisecond || waited > want+300*time.Millisecond {
 			t.Errorf("waited %v, want about %v", waited, want)
 		}
-		// It left a debt of its weight less the batch allowance behind it.
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		defer cancel()
-		if err := l.Wait(ctx, "app", "p2p_more", 1, nil); !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("a token right after a heavy job: %v, want to wait for its trailing debt", err)
+		// Wait grants the next token at once; Admit holds it until the heavy job has left
+		// the last second.
+		if err := l.Admit(context.Background(), "app", "p2p_more", weight); err != nil {
+			t.Fatal(err)
+		}
+		sent := time.Now()
+		if err := l.Wait(context.Background(), "app", "p2p_more", 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Admit(context.Background(), "app", "p2p_more", 1); err != nil {
+			t.Fatal(err)
+		}
+		if held := time.Since(sent); held < 950*time.Millisecond {
+			t.Errorf("a token right after a heavy job went after %v, want after the heavy job left the window (1 s)", held)
 		}
 	})
 
-	t.Run("mixed", func(t *testing.T) {
-		l, rec := newLimiter(Options{Rate: fixedRate(rate), Logger: zerolog.Nop()})
-		// Every worker makes a fixed number of calls, so the rate is measured up to the
-		// last grant, without jobs cut off at the end.
-		const lights, lightCalls, heavies, heavyCalls, heavyWeight = 80, 5, 2, 4, 40
-		var wg sync.WaitGroup
-		run := func(calls, weight int) {
-			defer wg.Done()
-			for range calls {
-				if err := l.Wait(context.Background(), "app", "p2p", weight, nil); err != nil {
-					t.Error(err)
-					return
+	for _, c := range []struct {
+		name                                                 string
+		lights, lightCalls, heavies, heavyCalls, heavyWeight int
+	}{
+		{"mixed", 80, 5, 2, 4, 40},
+		{"heavy only", 0, 0, 4, 10, 20}, // 5 % of the rate each
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := New(Options{Rate: fixedRate(rate), Logger: zerolog.Nop()})
+			rec := &recorder{}
+			// Every worker makes a fixed number of calls, so the rate is measured up to the
+			// last release, without jobs cut off at the end. Calls go through Wait and Admit,
+			// as the worker's do; the windows are those of the releases.
+			var wg sync.WaitGroup
+			run := func(calls, weight int) {
+				defer wg.Done()
+				for range calls {
+					if err := l.Wait(context.Background(), "app", "p2p", weight, nil); err != nil {
+						t.Error(err)
+						return
+					}
+					if err := l.Admit(context.Background(), "app", "p2p", weight); err != nil {
+						t.Error(err)
+						return
+					}
+					rec.add(weight)
 				}
 			}
-		}
-		start := time.Now()
-		for range lights {
-			wg.Add(1)
-			go run(lightCalls, 1)
-		}
-		for range heavies {
-			wg.Add(1)
-			go run(heavyCalls, heavyWeight)
-		}
-		wg.Wait()
-		g := rec.sorted()
-		elapsed := g[len(g)-1].at.Sub(start)
-		total := rec.tokens(start, start.Add(elapsed+1))
-		trail := heavyWeight - batch
-		most, _ := rec.maxWindow(time.Second)
-		limit := int(1.05*rate) + burst
-		t.Logf("%d tokens with %d heavy jobs of %d (trailing debt %d each) in %v; busiest 1 s window %d tokens (limit %d)",
-			total, heavies*heavyCalls, heavyWeight, trail, elapsed.Round(time.Millisecond), most, limit)
-		if want := lights*lightCalls + heavies*heavyCalls*heavyWeight; total != want {
-			t.Errorf("%d tokens granted, want %d", total, want)
-		}
-		if most > limit {
-			t.Errorf("a 1 s window holds %d tokens, more than %d", most, limit)
-		}
-		// All tokens and trailing debts but the last one's, at the rate.
-		least := time.Duration(float64(total+(heavies*heavyCalls-1)*trail-burst) / rate * float64(time.Second))
-		most2 := time.Duration(float64(total+heavies*heavyCalls*trail) / rate * float64(time.Second))
-		// A loaded machine may run the callers late, never early.
-		if elapsed < least-30*time.Millisecond || elapsed > most2+most2/8 {
-			t.Errorf("took %v, want between %v and %v", elapsed, least, most2)
-		}
-	})
+			start := time.Now()
+			for range c.lights {
+				wg.Add(1)
+				go run(c.lightCalls, 1)
+			}
+			for range c.heavies {
+				wg.Add(1)
+				go run(c.heavyCalls, c.heavyWeight)
+			}
+			wg.Wait()
+			g := rec.sorted()
+			elapsed := g[len(g)-1].at.Sub(start)
+			total := rec.tokens(start, start.Add(elapsed+1))
+			most, _ := rec.maxWindow(time.Second)
+			limit := int(1.05*rate) + burst
+			t.Logf("%d tokens with %d heavy jobs of %d in %v (%.0f/s); busiest 1 s window %d tokens (limit %d)",
+				total, c.heavies*c.heavyCalls, c.heavyWeight, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), most, limit)
+			if want := c.lights*c.lightCalls + c.heavies*c.heavyCalls*c.heavyWeight; total != want {
+				t.Errorf("%d tokens released, want %d", total, want)
+			}
+			if most > limit {
+				t.Errorf("a 1 s window holds %d tokens, more than %d", most, limit)
+			}
+			// At the rate, give or take the burst and the last heavy job; a loaded machine
+			// may run the callers late, never early.
+			least := time.Duration(float64(total-burst-c.heavyWeight) / rate * float64(time.Second))
+			most2 := time.Duration(float64(total) / rate * float64(time.Second))
+			if elapsed < least-30*time.Millisecond || elapsed > most2+most2/8 {
+				t.Errorf("took %v, want between %v and %v", elapsed, least, most2+most2/8)
+			}
+		})
+	}
 }
 
 // TestWaitCancelReturnsTokens cancels a waiting caller and checks that its tokens go to the

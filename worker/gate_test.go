@@ -12,7 +12,7 @@ import (
 // behind every queued job of a busy type; a waiter that gives up passes no place away.
 func TestGateTakesTurns(t *testing.T) {
 	g := (&gates{}).get("default", "p2p", 1)
-	if !g.enter(context.Background(), "p2p", func() {}, time.Second) {
+	if !g.enter(context.Background(), "p2p", 1, func() {}, time.Second) {
 		t.Fatal("the first job did not enter a free gate")
 	}
 	var mu sync.Mutex
@@ -22,11 +22,11 @@ func TestGateTakesTurns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if g.enter(ctx, typ, func() {}, time.Second) {
+			if g.enter(ctx, typ, 1, func() {}, time.Second) {
 				mu.Lock()
 				order = append(order, name)
 				mu.Unlock()
-				g.leave()
+				g.leave(1)
 			}
 		}()
 		eventually(t, time.Second, name+" queued", func() bool {
@@ -48,13 +48,69 @@ func TestGateTakesTurns(t *testing.T) {
 		return !slices.Contains(g.turns, "p2p_more")
 	})
 	queue("more-1", "p2p_more", context.Background())
-	g.leave()
+	g.leave(1)
 	wg.Wait()
 	if want := []string{"p2p-1", "more-1", "p2p-2", "p2p-3", "p2p-4"}; !slices.Equal(order, want) {
 		t.Fatalf("admitted %v, want %v", order, want)
 	}
 	if g.free != 1 || len(g.turns) != 0 || len(g.waiting) != 0 {
 		t.Fatalf("gate left with free %d, turns %v, waiting %v", g.free, g.turns, g.waiting)
+	}
+}
+
+// TestGateWeights: a job heavier than the gate enters alone, once the gate is empty, and
+// lighter jobs behind it do not overtake it.
+func TestGateWeights(t *testing.T) {
+	g := (&gates{}).get("default", "p2p", 4)
+	for range 4 {
+		if !g.enter(context.Background(), "p2p", 1, func() {}, time.Second) {
+			t.Fatal("a light job did not enter a free gate")
+		}
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	queue := func(name, typ string, weight int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if g.enter(context.Background(), typ, weight, func() {}, time.Second) {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+				g.leave(weight)
+			}
+		}()
+		eventually(t, time.Second, name+" queued", func() bool {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			for _, w := range g.waiting[typ] {
+				if w.need == g.need(weight) && len(g.waiting[typ]) > 0 {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	queue("heavy", "p2p_more", 10)
+	queue("light-5", "p2p", 1)
+	for range 3 {
+		g.leave(1)
+	}
+	mu.Lock()
+	if len(order) != 0 {
+		t.Fatalf("admitted %v before the gate was empty", order)
+	}
+	mu.Unlock()
+	queue("light-6", "p2p", 1)
+	g.leave(1)
+	wg.Wait()
+	if len(order) != 3 || order[0] != "heavy" { // the two light ones enter together
+		t.Fatalf("admitted %v, want heavy first", order)
+	}
+	if g.free != 4 || len(g.turns) != 0 {
+		t.Fatalf("gate left with free %d, turns %v", g.free, g.turns)
 	}
 }
 

@@ -216,11 +216,11 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	j.touchIfOld(w.ackWait)
 	start := time.Now()
 	g := w.gates.get(d.App, spec.Class, gateSize(j.app.Rate(spec.Class), w.maxAckPending()))
-	if !g.enter(soft, d.Type, j.heartbeat, w.ackWait/3) {
+	if !g.enter(soft, d.Type, call.Weight, j.heartbeat, w.ackWait/3) {
 		return step{stopping: true}
 	}
 	err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat)
-	g.leave()
+	g.leave(call.Weight)
 	if err != nil || soft.Err() != nil {
 		return step{stopping: true}
 	}

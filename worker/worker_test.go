@@ -541,3 +541,41 @@ func TestLargeRejectedJobGetsItsResult(t *testing.T) {
 		t.Errorf("900 KiB job: DLQ data %d bytes, job %d bytes, omitted %q", len(d.Data), len(d.Job), d.Omitted)
 	}
 }
+
+// TestWeightedBacklogSharesTheClass: a backlog of heavy p2p_more jobs and light p2p jobs at
+// 50 tokens per second runs at the rate (the heavy jobs used to cost twice their weight),
+// and the light type goes from the start instead of waiting behind the heavy one.
+func TestWeightedBacklogSharesTheClass(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_RATE_P2P": "50"})
+	e.stopWorker()
+	c := e.cfg
+	lim := limiter.New(limiter.Options{Rate: func(app, class string) float64 { return c.Apps[app].Rate(class) }})
+	const heavies, weight, lights = 10, 10, 100 // 200 tokens: 4 s
+	accounts := `"a0","a1","a2","a3","a4","a5","a6","a7","a8","a9"`
+	for i := range heavies {
+		e.publish("p2p_more", fmt.Sprintf(`{"request_id":"h-%d","payload":{"fromAccount":"a","toAccounts":[%s],"msg":"m"}}`, i, accounts))
+	}
+	for i := range lights {
+		e.publish("p2p", p2pJob(fmt.Sprintf("l-%d", i)))
+	}
+	start := time.Now()
+	e.startWorker(lim)
+	lightsEarly := 0
+	for range heavies + lights {
+		res, _ := e.result(15 * time.Second)
+		if res.Status != jobs.StatusSent {
+			t.Fatalf("result %+v", res)
+		}
+		if res.Type == "p2p" && time.Since(start) < 2*time.Second {
+			lightsEarly++
+		}
+	}
+	took := time.Since(start)
+	t.Logf("200 tokens in %v (%.0f/s); %d light jobs in the first 2 s", took, 200/took.Seconds(), lightsEarly)
+	if took > 5500*time.Millisecond {
+		t.Errorf("200 tokens at 50/s took %v", took)
+	}
+	if lightsEarly < 3 {
+		t.Errorf("only %d light jobs went in the first 2 s, behind the heavy backlog", lightsEarly)
+	}
+}
