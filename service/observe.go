@@ -79,6 +79,9 @@ func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Co
 		if st, err := js.Stream(cctx, n.JobsStream()); err == nil {
 			if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.JobsWildcard())); err == nil {
 				g.pending.Reset()
+				for _, spec := range jobs.Specs() { // known types show 0, not nothing
+					g.pending.WithLabelValues(string(spec.Type)).Set(0)
+				}
 				for subj, cnt := range info.State.Subjects {
 					g.pending.WithLabelValues(strings.TrimPrefix(subj, n.Subject+".jobs.")).Set(float64(cnt))
 				}
