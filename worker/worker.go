@@ -138,7 +138,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var ccs []jetstream.ConsumeContext
 	for _, spec := range broker.ConsumerTypes() {
 		jobType, class := string(spec.Type), spec.Class
-		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
+		cons, err := w.ensureConsumer(ctx, jobType)
 		if err != nil {
 			for _, cc := range ccs {
 				cc.Stop()
@@ -231,6 +231,28 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info().Msg("worker stopped")
 	return nil
+}
+
+// consumerSetupFor bounds how long Run retries setting up a consumer: a NATS server that
+// restarts, or a cluster electing the stream's leader, answers with timeouts for a while.
+const consumerSetupFor = 30 * time.Second
+
+// ensureConsumer sets up a job type's consumer, retrying failures for consumerSetupFor.
+func (w *Worker) ensureConsumer(ctx context.Context, jobType string) (jetstream.Consumer, error) {
+	deadline := time.Now().Add(consumerSetupFor)
+	delay := 100 * time.Millisecond
+	for {
+		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return cons, err
+		}
+		w.log.Warn().Err(err).Str("type", jobType).Dur("retry_in", delay).Msg("could not set up the consumer; retrying")
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // Consuming reports whether every job type's consumer is set up and fetching.

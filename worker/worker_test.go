@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -577,5 +578,33 @@ func TestWeightedBacklogSharesTheClass(t *testing.T) {
 	}
 	if lightsEarly < 3 {
 		t.Errorf("only %d light jobs went in the first 2 s, behind the heavy backlog", lightsEarly)
+	}
+}
+
+// TestConsumerSetupIsRetried: a consumer the worker cannot set up at first (here another
+// consumer holds its subject; in production a restarting server or a leader election answers
+// with timeouts) is retried instead of stopping the worker.
+func TestConsumerSetupIsRetried(t *testing.T) {
+	e := newEnv(t, nil)
+	e.stopWorker()
+	ctx := t.Context()
+	st, err := e.js.Stream(ctx, "PUSH_JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteConsumer(ctx, "pushworker-p2p_more"); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "squatter", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "push.jobs.p2p_more"}); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker(noLimit{})
+	time.Sleep(500 * time.Millisecond) // the worker's first attempts fail
+	if err := st.DeleteConsumer(ctx, "squatter"); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("p2p_more", `{"request_id":"retried-1","payload":{"fromAccount":"a","toAccounts":["b"],"msg":"m"}}`)
+	if res, _ := e.result(10 * time.Second); res.RequestID != "retried-1" || res.Status != jobs.StatusSent {
+		t.Fatalf("result %+v", res)
 	}
 }
