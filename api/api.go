@@ -261,7 +261,7 @@ func (s *apiService) credentialsMissing(app *config.App, up string) *answer {
 	switch {
 	case up == jobs.UpstreamMIMC && app.MIMC == nil:
 		a = fail(CodeUnknownApp, jobs.KindUnknownApp, "app %q has no MIMC credentials", app.Name)
-	case up == jobs.UpstreamNotify && (app.Notify == nil || app.Notify.AppID == "" || app.Notify.AccessToken.IsZero()):
+	case up == jobs.UpstreamNotify && !app.Notify.Complete():
 		a = fail(CodeUnknownApp, jobs.KindUnknownApp, "app %q has no notify credentials (PUSH_NOTIFY_APP_ID and PUSH_NOTIFY_ACCESS_TOKEN, or PUSH_APPS_FILE)", app.Name)
 	case up == jobs.UpstreamNotify && s.client.Host(jobs.UpstreamNotify) == "":
 		a = fail(CodeUnknownApp, jobs.KindUnknownApp, "no notify API URL is configured (PUSH_NOTIFY_URL)")

@@ -116,6 +116,9 @@ type NotifyCreds struct {
 	UserID      string `json:"user_id,omitempty"`
 }
 
+// Complete reports whether n holds what a notify call needs: an app id and an access token.
+func (n *NotifyCreds) Complete() bool { return n != nil && n.AppID != "" && !n.AccessToken.IsZero() }
+
 // Rate returns the app's tokens per second for a class.
 func (a App) Rate(class string) float64 { return a.Rates[class] }
 

@@ -397,7 +397,7 @@ type change struct {
 func (p *Poller) poll(ctx context.Context, b batch, now time.Time) {
 	log := p.log.With().Str("app", b.app).Int("tasks", len(b.tasks)).Logger()
 	app, ok := p.c.Apps[b.app]
-	if !ok || app.Notify == nil {
+	if !ok || !app.Notify.Complete() {
 		log.Warn().Msg("notify stats: the app has no notify credentials any more; its tasks are not polled")
 		p.dropStale(ctx, b.tasks, now)
 		return

@@ -155,7 +155,7 @@ func (w *Worker) appFor(d *jobs.Decoded) (*config.App, *jobs.Error) {
 		if w.c.NotifyURL == "" {
 			missing = append(missing, "PUSH_NOTIFY_URL is empty")
 		}
-		if a.Notify == nil || a.Notify.AppID == "" || a.Notify.AccessToken.IsZero() {
+		if !a.Notify.Complete() {
 			missing = append(missing, fmt.Sprintf("app %q has no notify credentials (PUSH_NOTIFY_APP_ID and PUSH_NOTIFY_ACCESS_TOKEN, or PUSH_APPS_FILE)", d.App))
 		}
 		if len(missing) > 0 {
