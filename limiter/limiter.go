@@ -21,6 +21,10 @@ import (
 // hold a whole second of tokens would let twice the rate into one second after a lull.
 const burstFraction = 0.01
 
+// maxTick bounds the release grid of a slow bucket (one of a burst of 1 at 20/s would
+// otherwise release every 50 ms, adding up to that much latency to each job).
+const maxTick = 10 * time.Millisecond
+
 // DefaultHeartbeatEvery is how often Wait calls its heartbeat while it waits, unless
 // Options.HeartbeatEvery says otherwise.
 const DefaultHeartbeatEvery = 10 * time.Second
@@ -77,6 +81,8 @@ type entry struct {
 	requested atomic.Int64 // tokens asked for by Wait, cumulative
 	waited    atomic.Int64 // nanoseconds of reservation delay handed out, cumulative
 	waiting   atomic.Int64 // callers in Wait now
+
+	delayedAt atomic.Int64 // when a caller last had to wait for tokens (since Limiter.base)
 }
 
 // bucket is one generation of an entry's token bucket. It is never changed in place: a
@@ -86,8 +92,26 @@ type bucket struct {
 	lim     *rate.Limiter // nil when the share is 0: nothing may be sent
 	rate    float64       // tokens per second: the entry's rate times share
 	burst   int
+	tick    int64 // nanoseconds the bucket takes to refill its burst: the release grid
 	share   float64
 	changed chan struct{}
+}
+
+// onTick returns t rounded up to the bucket's release grid. Callers due within one tick are
+// released together at its end instead of one by one: under a rate limit the jobs then move
+// through NATS and the upstream client in small groups, whose writes and wakeups are shared
+// (one flush, one read, one scheduler wake-up for the group instead of for each job), which
+// is what a job costs when a backlog drains unthrottled. A group is at most the burst, which
+// the bucket may release at once anyway, so no sliding second holds more than before.
+func (b *bucket) onTick(t time.Time) time.Time {
+	if b.tick <= 1 {
+		return t
+	}
+	ns := t.UnixNano()
+	if r := ns % b.tick; r != 0 {
+		ns += b.tick - r
+	}
+	return time.Unix(0, ns)
 }
 
 // New returns a Limiter. Each (app, class) gets its bucket on first use.
@@ -165,7 +189,8 @@ func (l *Limiter) Wait(ctx context.Context, app, class string, weight int, heart
 			return l.release(e, &w, weight, now)
 		}
 		e.waited.Add(int64(delay))
-		at := now.Add(delay)
+		e.delayedAt.Store(int64(now.Sub(l.base)))
+		at := b.onTick(now.Add(delay))
 		switch w.sleep(b.changed, at) {
 		case woke:
 			if !b.isChanged() {
@@ -238,6 +263,22 @@ func (l *Limiter) Penalize(app, class string, d time.Duration) {
 	e.install(b.share, time.Now())
 	e.mu.Unlock()
 	l.log.Debug().Str("app", app).Str("class", class).Dur("for", d).Msg("rate budget penalized")
+}
+
+// throttledFor is how long after a caller last waited for tokens Throttled still says so.
+const throttledFor = time.Second
+
+// Throttled reports whether (app, class) has made a caller wait for tokens within the last
+// second: its jobs are held by the rate, not by the worker, so a few milliseconds more on
+// their way cost them nothing (the worker batches their NATS writes then).
+func (l *Limiter) Throttled(app, class string) bool {
+	if m := l.entries.Load(); m != nil {
+		if e, ok := (*m)[key{app, class}]; ok {
+			at := e.delayedAt.Load()
+			return at != 0 && time.Since(l.base)-time.Duration(at) < throttledFor
+		}
+	}
+	return false
 }
 
 // Share returns the fraction of (app, class)'s configured rate this replica may use now:
@@ -329,6 +370,7 @@ func (e *entry) newBucket(share float64, now time.Time, full bool) *bucket {
 	}
 	r := e.rate * share
 	b.rate, b.burst = r, burstFor(r)
+	b.tick = min(int64(float64(b.burst)/r*float64(time.Second)), int64(maxTick))
 	if full {
 		b.lim = rate.NewLimiter(rate.Limit(r), b.burst)
 	} else {

@@ -348,3 +348,50 @@ func BenchmarkWait(b *testing.B) {
 		}
 	})
 }
+
+// TestWaitReleasesOnTicks: under a backlog, callers are released together on a grid of one
+// burst's refill time (10 ms at 1,000/s), not one by one every millisecond, so that the
+// jobs move on in groups whose NATS and HTTP work is shared; the rate still holds in every
+// sliding second. Throttled says so while callers wait, and not for an unlimited class.
+func TestWaitReleasesOnTicks(t *testing.T) {
+	const rate = 1000.0
+	l, rec := newLimiter(Options{Rate: func(_, class string) float64 {
+		if class == "free" {
+			return 0
+		}
+		return rate
+	}})
+	if l.Throttled("app", "p2p") {
+		t.Fatal("Throttled before any caller waited")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	wait := load(ctx, t, l, "app", "p2p", 64, 1, nil)
+	wait()
+	g := rec.sorted()
+	instants, off := map[int64]int{}, 0
+	for _, x := range g {
+		instants[x.at.UnixNano()]++
+		if x.at.UnixNano()%int64(10*time.Millisecond) != 0 {
+			off++ // tokens were there at once (the bucket refilled while callers ran late)
+		}
+	}
+	if len(g) < 1500 {
+		t.Fatalf("%d grants in 2 s at %v/s", len(g), rate)
+	}
+	if off > len(g)/10 {
+		t.Errorf("%d of %d grants off the 10 ms grid", off, len(g))
+	}
+	if per := float64(len(g)) / float64(len(instants)); per < 5 {
+		t.Errorf("%d grants at %d instants (%.1f each): callers are not released in groups", len(g), len(instants), per)
+	}
+	if n, at := rec.maxWindow(time.Second); n > int(rate)+smallBurst(rate) {
+		t.Errorf("%d tokens in the second from %v, limit %v + burst %d", n, at, rate, smallBurst(rate))
+	}
+	if !l.Throttled("app", "p2p") {
+		t.Error("Throttled is false right after callers waited")
+	}
+	if err := l.Wait(context.Background(), "app", "free", 1, nil); err != nil || l.Throttled("app", "free") {
+		t.Errorf("unlimited class: Wait %v, Throttled %v", err, l.Throttled("app", "free"))
+	}
+}

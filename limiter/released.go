@@ -74,7 +74,7 @@ func (e *entry) admit(w *waiter, n int) wake {
 		if ok {
 			return woke
 		}
-		if why := w.sleep(b.changed, time.Unix(0, retry)); why == stopped {
+		if why := w.sleep(b.changed, b.onTick(time.Unix(0, retry))); why == stopped {
 			return stopped
 		}
 	}

@@ -126,7 +126,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 	}
 	create := func() (bool, error) {
 		rec := fresh()
-		rev, err := w.create(ctx, key, rec.marshal())
+		rev, err := w.create(ctx, j, key, rec.marshal())
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil // someone has it: look
 		}
@@ -182,19 +182,15 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 	return claimBusy, nil
 }
 
-// create writes value under key if the key has no live entry. The common case, a key never
-// seen, is one pipelined publish that expects no earlier message on the key's subject
-// (kv.Create makes a synchronous request with a context of its own per call, ~10% of the
-// worker's CPU); a key with an entry, live or deleted, is left to kv.Create, which writes
+// create writes value under key for job j if the key has no live entry. The common case, a
+// key never seen, is one publish (w.send) that expects no earlier message on the key's
+// subject (kv.Create makes a synchronous request with a context of its own per call, ~10%
+// of the worker's CPU); a key with an entry, live or deleted, is left to kv.Create, which writes
 // over a deleted one and reports a live one as jetstream.ErrKeyExists.
-func (w *Worker) create(ctx context.Context, key string, value []byte) (uint64, error) {
+func (w *Worker) create(ctx context.Context, j *job, key string, value []byte) (uint64, error) {
 	m := nats.NewMsg(w.dedupSubject(key))
 	m.Data = value
-	f, err := w.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(0))
-	if err != nil {
-		return 0, err
-	}
-	ack, err := awaitAck(ctx, f)
+	acks, err := w.send(ctx, j, outMsg{m: m, opts: []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(0)}})
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
@@ -203,7 +199,7 @@ func (w *Worker) create(ctx context.Context, key string, value []byte) (uint64, 
 		}
 		return 0, err
 	}
-	return ack.Sequence, nil
+	return acks[0].Sequence, nil
 }
 
 func (w *Worker) dedupSubject(key string) string { return "$KV." + w.n.DedupBucket() + "." + key }

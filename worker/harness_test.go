@@ -101,6 +101,7 @@ type noLimit struct{}
 
 func (noLimit) Wait(context.Context, string, string, int, func()) error { return nil }
 func (noLimit) Penalize(string, string, time.Duration)                  {}
+func (noLimit) Throttled(string, string) bool                           { return false }
 func (noLimit) Admit(context.Context, string, string, int) error        { return nil }
 
 // env is one test's world: NATS, the upstream, and a running worker.

@@ -28,6 +28,7 @@ type job struct {
 	rec       *record // our dedup record, once claimed
 	rev       uint64  // its KV revision
 	touched   time.Time
+	throttled bool // its class is held by the rate: its NATS writes go through the outbox
 }
 
 // heartbeat tells JetStream the job is still being worked on, so it is not redelivered to
@@ -88,6 +89,7 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 		w.finish(hard, j, res)
 		return
 	}
+	j.throttled = w.o.Limiter.Throttled(d.App, d.Spec.Class)
 
 	// 2. Dedup: claim the request id, or replay its stored result, or wait for its owner.
 	switch st, err := w.claim(hard, j); {
@@ -225,6 +227,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		return step{stopping: true}
 	}
 	w.m.limiterWait.WithLabelValues(spec.Class).Observe(time.Since(start).Seconds())
+	j.throttled = j.throttled || w.o.Limiter.Throttled(d.App, spec.Class)
 	if !w.acquireSlot(soft, j) {
 		return step{stopping: true}
 	}

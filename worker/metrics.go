@@ -14,6 +14,8 @@ type Metrics struct {
 	upstreamDuration *prometheus.HistogramVec
 	limiterWait      *prometheus.HistogramVec
 	inflight         prometheus.Gauge
+	outboxBatches    prometheus.Counter
+	outboxWrites     prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered).
@@ -45,9 +47,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushworker_jobs_in_flight", Help: "Jobs being processed by this replica.",
 		}),
+		outboxBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushworker_outbox_batches_total", Help: "Batches of NATS writes (claims, records, results, acks) of rate-limited jobs sent together.",
+		}),
+		outboxWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushworker_outbox_writes_total", Help: "NATS writes of rate-limited jobs sent in batches; divided by the batches, the mean batch.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.inflight)
+		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.inflight, m.outboxBatches, m.outboxWrites)
 	}
 	return m
 }

@@ -48,15 +48,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
 			w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not drop the request id's record")
 		}
 	}
-	var err error
-	if res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed {
-		err = j.msg.Term()
-	} else {
-		err = j.msg.Ack()
-	}
-	if err != nil {
-		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("ack failed; a redelivery will republish the same result")
-	}
+	w.settle(j, res.Status == jobs.StatusRejected || res.Status == jobs.StatusFailed)
 	w.observe(res)
 }
 
@@ -128,9 +120,7 @@ func (w *Worker) replay(ctx context.Context, j *job) {
 	if !res.Duplicate && !w.accepted(ctx, j, &res) {
 		return
 	}
-	if err := j.msg.Ack(); err != nil {
-		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("ack failed")
-	}
+	w.settle(j, false)
 	w.observe(&res)
 }
 
@@ -172,18 +162,7 @@ func (w *Worker) rememberAndPublish(ctx context.Context, j *job, res *jobs.Resul
 		return err
 	}
 	rec := w.rememberMsg(j, out.Data)
-	f1, err := w.js.PublishMsgAsync(rec)
-	if err != nil {
-		return err
-	}
-	f2, err := w.js.PublishMsgAsync(out)
-	if err != nil {
-		return err
-	}
-	if _, err := awaitAck(ctx, f1); err != nil {
-		return err
-	}
-	_, err = awaitAck(ctx, f2)
+	_, err = w.send(ctx, j, outMsg{m: rec}, outMsg{m: out})
 	return err
 }
 

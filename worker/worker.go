@@ -34,6 +34,8 @@ type Limiter interface {
 	Wait(ctx context.Context, app, class string, weight int, heartbeat func()) error
 	Admit(ctx context.Context, app, class string, weight int) error
 	Penalize(app, class string, d time.Duration)
+	// Throttled reports whether (app, class) has lately made callers wait for tokens.
+	Throttled(app, class string) bool
 }
 
 // Options wire a Worker.
@@ -69,6 +71,7 @@ type Worker struct {
 
 	inflight  sync.WaitGroup
 	runner    *runner
+	out       *outbox  // the NATS writes of jobs, while Run runs
 	active    sync.Map // stream sequences being handled here
 	consuming atomic.Bool
 	mu        sync.Mutex
@@ -135,6 +138,8 @@ func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 64) }
 func (w *Worker) Run(ctx context.Context) error {
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
+	w.out = newOutbox(w.js, w.log, w.m, outboxLinger)
+	defer w.out.stop() // after every job: their acks go out before Run returns
 	var ccs []jetstream.ConsumeContext
 	for _, spec := range broker.ConsumerTypes() {
 		jobType, class := string(spec.Type), spec.Class

@@ -410,6 +410,7 @@ func (s slowLimit) Wait(ctx context.Context, _, _ string, _ int, hb func()) erro
 	}
 }
 func (slowLimit) Penalize(string, string, time.Duration)           {}
+func (slowLimit) Throttled(string, string) bool                    { return false }
 func (slowLimit) Admit(context.Context, string, string, int) error { return nil }
 
 func TestExpiresWhileWaitingForBudget(t *testing.T) {
