@@ -7,6 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pushworker/pushworker/internal/natstest"
 	"github.com/pushworker/pushworker/jobs"
@@ -52,5 +55,46 @@ func TestPublishSetsMsgIDAndDeduplicates(t *testing.T) {
 	_ = json.Unmarshal(m.Data, &env)
 	if env["request_id"] != "order-1" {
 		t.Fatalf("envelope %s", m.Data)
+	}
+}
+
+// TestPublishInjectsTraceContext: with a propagator set (as a producer that set up
+// OpenTelemetry has), Publish puts the caller's trace context into the job's headers;
+// without one it adds nothing.
+func TestPublishInjectsTraceContext(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t, natstest.JetStream(t, "")))
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PUSH_JOBS", Subjects: []string{"push.jobs.>"}, Retention: jetstream.WorkQueuePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	traced := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	headers := func(id string) nats.Header {
+		t.Helper()
+		job, _ := jobs.NewJob(id, jobs.P2PPayload{FromAccount: "shop", ToAccount: "u42", Msg: "hi"})
+		ack, err := jobs.Publish(traced, js, "", jobs.P2P, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Header
+	}
+
+	if h := headers("untraced-1"); h.Get("traceparent") != "" || len(h) != 1 {
+		t.Fatalf("no propagator set: headers %v", h)
+	}
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator()) })
+	h := headers("traced-1")
+	if got := h.Get("traceparent"); got != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" || h.Get(nats.MsgIdHdr) != "traced-1" {
+		t.Fatalf("headers %v", h)
+	}
+	if sc := trace.SpanContextFromContext(otel.GetTextMapPropagator().Extract(ctx, jobs.HeaderCarrier(h))); sc.TraceID() != tid || sc.SpanID() != sid {
+		t.Fatalf("extracted %v", sc)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
 	"github.com/pushworker/pushworker/notifystats"
+	"github.com/pushworker/pushworker/tracing"
 	"github.com/pushworker/pushworker/upstream"
 	"github.com/pushworker/pushworker/upstream/sandbox"
 	"github.com/pushworker/pushworker/worker"
@@ -54,9 +55,25 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	replica := replicaID()
 	log = log.With().Str("replica", replica).Logger()
 
+	tp, err := tracing.Setup(ctx, tracing.Options{Version: Version, InstanceID: replica,
+		OnError: func(err error) { log.Warn().Err(err).Msg("tracing") }})
+	if err != nil {
+		return err
+	}
+	if tp.Enabled {
+		log.Info().Str("protocol", tp.Protocol).Str("endpoint", tp.Endpoint).Msg("tracing: exporting spans over OTLP")
+	}
+	defer func() {
+		// After every job has finished: the spans still buffered go out now.
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(shutCtx); err != nil {
+			log.Warn().Err(err).Msg("tracing: could not export the last spans")
+		}
+	}()
+
 	var sb *sandbox.Server
 	if c.Sandbox {
-		var err error
 		if sb, c, err = startSandbox(c); err != nil {
 			return err
 		}
@@ -135,7 +152,7 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	}
 	wk, err := worker.New(ctx, worker.Options{
 		Config: c, Logger: log, JS: js, Sender: client, Limiter: lim, Breakers: breakers, Metrics: metrics,
-		AckWait: c.AckWait,
+		AckWait: c.AckWait, TracerProvider: tp.TracerProvider(),
 		OnAccepted: func(ctx context.Context, d *jobs.Decoded, res *jobs.Result) error {
 			if d.Spec == nil || d.Spec.Upstream != jobs.UpstreamNotify {
 				return nil

@@ -26,6 +26,7 @@ type record struct {
 	Last     *jobs.UpstreamAnswer `json:"last,omitempty"`
 	LastErr  *jobs.Error          `json:"last_err,omitempty"`
 	Result   json.RawMessage      `json:"result,omitempty"` // a jobs.Result, as published
+	Trace    string               `json:"trace,omitempty"`  // traceparent of the delivery whose attempt failed last (tracing on)
 	Updated  time.Time            `json:"updated"`
 }
 
@@ -50,7 +51,7 @@ const (
 // and its done record, are appended directly (json.Marshal through reflection was ~8% of
 // the worker's CPU); a record with outcomes goes through json.Marshal.
 func (r *record) marshal() []byte {
-	if r.Failures != 0 || r.Last != nil || r.LastErr != nil || r.anyOutcome() {
+	if r.Failures != 0 || r.Last != nil || r.LastErr != nil || r.Trace != "" || r.anyOutcome() {
 		b, _ := json.Marshal(r)
 		return b
 	}
@@ -171,6 +172,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 				rec.Calls = make([]callState, len(j.d.Calls))
 			}
 			j.rec, j.rev = &rec, e.Revision()
+			w.traceRetried(j, rec.Trace)
 			return claimOwn, nil
 		case time.Since(rec.Updated) > staleAfter && !w.messageExists(ctx, rec.Seq):
 			// The owner is gone from the stream without finishing (purged or deleted).

@@ -160,7 +160,7 @@ func newEnv(t *testing.T, vars map[string]string) *env {
 	return newEnvWith(t, newFakeUpstream(t), vars)
 }
 
-func newEnvWith(t *testing.T, up *fakeUpstream, vars map[string]string) *env {
+func newEnvWith(t *testing.T, up *fakeUpstream, vars map[string]string, opts ...func(*worker.Options)) *env {
 	e := &env{t: t, up: up, logs: &syncBuffer{}}
 	e.srv = startNATS(t, "")
 	e.cfg = testConfig(t, e.up.URL, vars)
@@ -169,7 +169,7 @@ func newEnvWith(t *testing.T, up *fakeUpstream, vars map[string]string) *env {
 	if _, err := e.nc.ChanSubscribe("push.results.>", e.results); err != nil {
 		t.Fatal(err)
 	}
-	e.startWorker(noLimit{})
+	e.startWorker(noLimit{}, opts...)
 	return e
 }
 
@@ -188,16 +188,20 @@ func (e *env) connect() {
 	}
 }
 
-func (e *env) startWorker(lim worker.Limiter) {
+func (e *env) startWorker(lim worker.Limiter, opts ...func(*worker.Options)) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := zerolog.New(e.logs).Level(zerolog.DebugLevel)
 	client := &upstream.Client{HTTP: upstream.NewHTTPClient(2*time.Second, 16), MIMCURL: e.cfg.MIMCURL, NotifyURL: e.cfg.NotifyURL}
-	w, err := worker.New(ctx, worker.Options{
+	o := worker.Options{
 		Config: e.cfg, Logger: log, JS: e.js, Sender: client, Limiter: lim,
 		Breakers: upstream.NewBreakers(upstream.BreakerSettings{OpenFor: 300 * time.Millisecond, ProbeEvery: 200 * time.Millisecond}),
 		AckWait:  5 * time.Second,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	w, err := worker.New(ctx, o)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pushworker/pushworker/config"
 	"github.com/pushworker/pushworker/jobs"
@@ -28,7 +29,8 @@ type job struct {
 	rec       *record // our dedup record, once claimed
 	rev       uint64  // its KV revision
 	touched   time.Time
-	throttled bool // its class is held by the rate: its NATS writes go through the outbox
+	throttled bool       // its class is held by the rate: its NATS writes go through the outbox
+	span      trace.Span // this delivery's span; nil when tracing is off
 }
 
 // heartbeat tells JetStream the job is still being worked on, so it is not redelivered to
@@ -59,6 +61,9 @@ func (w *Worker) handle(soft, hard context.Context, msg jetstream.Msg) {
 	defer w.active.Delete(j.seq)
 	w.m.inflight.Inc()
 	defer w.m.inflight.Dec()
+	if w.tr != nil {
+		defer w.traceJob(j)()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			w.log.Error().Uint64("job_seq", j.seq).Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("job handler panicked")
@@ -217,6 +222,8 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	// go together.
 	j.touchIfOld(w.ackWait)
 	start := time.Now()
+	waited := w.traceWait(j, spec.Class, call.Weight)
+	defer waited()
 	g := w.gates.get(d.App, spec.Class, gateSize(j.app.Rate(spec.Class), w.maxAckPending()))
 	if !g.enter(soft, d.Type, call.Weight, j.heartbeat, w.ackWait/3) {
 		return step{stopping: true}
@@ -235,6 +242,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	if err := w.o.Limiter.Admit(soft, d.App, spec.Class, call.Weight); err != nil {
 		return step{stopping: true}
 	}
+	waited()
 	if !d.NotAfter.IsZero() && !time.Now().Before(d.NotAfter) {
 		return step{expired: true}
 	}
@@ -248,7 +256,9 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	}
 
 	t0 := time.Now()
+	called := w.traceCall(j, spec)
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)
+	called(out)
 	w.m.upstreamDuration.WithLabelValues(spec.Upstream, spec.Path, out.Kind.String()).Observe(time.Since(t0).Seconds())
 	done(out)
 	if out.RateLimited {
@@ -428,6 +438,7 @@ func (w *Worker) newResult(j *job, s jobs.Status) *jobs.Result {
 // handBack returns the job to the stream to be delivered again after delay. It does not
 // use up an attempt: attempts are counted in the dedup record, not by deliveries.
 func (w *Worker) handBack(j *job, delay time.Duration) {
+	w.traceHandBack(j, delay)
 	if err := j.msg.NakWithDelay(delay); err != nil {
 		w.log.Warn().Err(err).Uint64("job_seq", j.seq).Msg("nak failed; the job comes back after the ack wait")
 	}

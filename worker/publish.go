@@ -21,6 +21,7 @@ import (
 // back and finished on its next delivery; nothing is dropped.
 func (w *Worker) finish(ctx context.Context, j *job, res *jobs.Result) {
 	res.CompletedAt = time.Now().UTC()
+	w.traceResult(j, res)
 	accepted := res.Status == jobs.StatusSent || res.Status == jobs.StatusPartial
 	switch {
 	case accepted && j.rec != nil:
@@ -112,6 +113,7 @@ func (w *Worker) replay(ctx context.Context, j *job) {
 		res.EnqueuedAt = j.ts.UTC()
 		w.m.dedupHits.WithLabelValues(j.d.Type).Inc()
 	}
+	w.traceResult(j, &res)
 	if err := w.publishResult(ctx, j, &res); err != nil {
 		w.log.Warn().Err(err).Str("request_id", res.RequestID).Msg("could not publish the result; retrying")
 		w.handBack(j, time.Second)
@@ -135,7 +137,9 @@ func (w *Worker) publishResult(ctx context.Context, j *job, res *jobs.Result) er
 	if err != nil {
 		return err
 	}
+	sent := w.tracePublish(j, m)
 	_, err = w.js.PublishMsg(ctx, m)
+	sent(err)
 	return err
 }
 
@@ -156,11 +160,13 @@ func (w *Worker) resultMsg(j *job, res *jobs.Result) (*nats.Msg, error) {
 // rememberAndPublish stores an accepted result under its request id and publishes it, in
 // one round trip: both publishes go out at once and both acks are awaited. The record
 // holds the very bytes published.
-func (w *Worker) rememberAndPublish(ctx context.Context, j *job, res *jobs.Result) error {
+func (w *Worker) rememberAndPublish(ctx context.Context, j *job, res *jobs.Result) (err error) {
 	out, err := w.resultMsg(j, res)
 	if err != nil {
 		return err
 	}
+	sent := w.tracePublish(j, out)
+	defer func() { sent(err) }()
 	rec := w.rememberMsg(j, out.Data)
 	_, err = w.send(ctx, j, outMsg{m: rec}, outMsg{m: out})
 	return err
@@ -214,7 +220,10 @@ func (w *Worker) publishDLQ(ctx context.Context, j *job, res *jobs.Result) error
 	m.Header.Set(jobs.HeaderRequestID, res.RequestID)
 	m.Header.Set(jobs.HeaderStatus, string(res.Status))
 	m.Header.Set(nats.MsgIdHdr, msgID("d", j))
-	if _, err := w.js.PublishMsg(ctx, m); err != nil {
+	sent := w.tracePublish(j, m)
+	_, err = w.js.PublishMsg(ctx, m)
+	sent(err)
+	if err != nil {
 		return err
 	}
 	w.m.dlqWrites.WithLabelValues(res.Type).Inc()

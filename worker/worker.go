@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
@@ -53,6 +54,9 @@ type Options struct {
 	// before the message is acked (notify stats tracking). An error hands the job back; the
 	// redelivery replays the stored result and calls OnAccepted again.
 	OnAccepted func(ctx context.Context, d *jobs.Decoded, res *jobs.Result) error
+	// TracerProvider makes the spans of the job path (README "Tracing"); nil: no tracing,
+	// at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Worker consumes jobs of every type and delivers them.
@@ -77,6 +81,7 @@ type Worker struct {
 	mu        sync.Mutex
 	loops     map[string]*loopState // per job type
 	gates     gates
+	tr        *tracer // nil: tracing off
 }
 
 type loopState struct {
@@ -97,6 +102,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
+		tr: newTracer(o.TracerProvider, o.Config),
 	}
 	if d := w.maxRetryDelay(); d < w.c.RetryMax {
 		w.log.Warn().Dur("PUSH_RETRY_MAX", w.c.RetryMax).Dur("PUSH_DEDUP_TTL", w.c.DedupTTL).Dur("retry_max", d).
