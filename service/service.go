@@ -102,14 +102,12 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(reg)
+	metrics, gauges := registerMetrics(reg)
 
 	lim := limiter.New(limiter.Options{
 		Rate:   func(app, class string) float64 { return c.Apps[app].Rate(class) },
 		Logger: log,
 	})
-	gauges := newGauges(reg)
 	bus := &breakerBus{nc: nc, subject: broker.NamesFrom(c).ControlSubject("breaker"), replica: replica, log: log}
 	breakers := upstream.NewBreakers(upstream.BreakerSettings{OnChange: func(g upstream.GateState) {
 		ev := log.Info()
@@ -200,6 +198,17 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		log.Warn().Err(coordErr).Msg("rate budget coordinator stopped with an error")
 	}
 	return err
+}
+
+// RegisterMetrics registers with reg every collector that the admin server's /metrics
+// serves: the Go runtime and process collectors, the worker's and the service's own. Run
+// does the same for its registry; the deploy tests use it to check that alerts and
+// dashboards name only metrics that exist.
+func RegisterMetrics(reg prometheus.Registerer) { registerMetrics(reg) }
+
+func registerMetrics(reg prometheus.Registerer) (*worker.Metrics, *gauges) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return worker.NewMetrics(reg), newGauges(reg)
 }
 
 // checkDataDir makes sure the embedded server can store in dir, creating it if need be, so
