@@ -202,9 +202,8 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 
 // RegisterMetrics registers with reg every collector that the admin server's /metrics
 // serves: the Go runtime and process collectors, the worker's, the notify stats poller's
-// and the service's own. Run
-// does the same for its registry; the deploy tests use it to check that alerts and
-// dashboards name only metrics that exist.
+// and the service's own. Run does the same for its registry; the deploy tests use it to
+// check that alerts and dashboards name only metrics that exist.
 func RegisterMetrics(reg prometheus.Registerer) { registerMetrics(reg) }
 
 func registerMetrics(reg prometheus.Registerer) (*worker.Metrics, *notifystats.Metrics, *gauges) {
