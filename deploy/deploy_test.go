@@ -189,6 +189,37 @@ func TestManifestMistakes(t *testing.T) {
 			old: "minReplicaCount: 2", new: "minReplicaCount: 1", want: "minReplicaCount"},
 		{name: "ServiceMonitor on a missing port", file: "components/monitoring/servicemonitor.yaml",
 			old: "port: admin", new: "port: metrics", want: "ServiceMonitor"},
+
+		// Alerts and the dashboard: the expressions must parse and name only what
+		// the worker exports (see monitoring_test.go).
+		{name: "misspelt PrometheusRule field", file: "components/monitoring/prometheusrule.yaml",
+			old: "for: 5m", new: "forr: 5m", want: `unknown field "spec.groups[0].rules[3].forr"`},
+		{name: "alert on a metric that does not exist", file: "components/monitoring/prometheusrule.yaml",
+			old: "pushworker_dlq_messages[30m]", new: "pushworker_dlq_message[30m]", want: "PushworkerDLQGrowing: expr: pushworker_dlq_message is not a metric the worker exports"},
+		{name: "alert expression does not parse", file: "components/monitoring/prometheusrule.yaml",
+			old: "> 0.9", new: "> > 0.9", want: "PushworkerRateBudgetSaturated: expr: does not parse"},
+		{name: "alert on a label that does not exist", file: "components/monitoring/prometheusrule.yaml",
+			old: `kind="configuration"`, new: `knd="configuration"`, want: `pushworker_breaker_open has no label "knd"`},
+		{name: "alert grouping by a label that does not exist", file: "components/monitoring/prometheusrule.yaml",
+			old: "max by (namespace, app, upstream, host)", new: "max by (namespace, app, upstream, hots)", want: `has no label "hots"`},
+		{name: "alert without a known severity", file: "components/monitoring/prometheusrule.yaml",
+			old: "severity: critical", new: "severity: page", want: `severity label "page"`},
+		{name: "alert that fires at once", file: "components/monitoring/prometheusrule.yaml",
+			old: "for: 5m", new: "for: 30s", want: "under 1m"},
+		{name: "annotation on a label the alert aggregates away", file: "components/monitoring/prometheusrule.yaml",
+			old: "of its {{ $labels.class }} rate", new: "of its {{ $labels.status }} rate", want: `map has no entry for key "status"`},
+		{name: "dashboard on a metric that does not exist", file: "components/monitoring/dashboard.json",
+			old: "pushworker_notify_stats_tasks{", new: "pushworker_notify_tasks{", want: "pushworker_notify_tasks is not a metric the worker exports"},
+		{name: "dashboard on a histogram without _bucket", file: "components/monitoring/dashboard.json",
+			old: "pushworker_upstream_request_duration_seconds_bucket{", new: "pushworker_upstream_request_duration_seconds{", want: "pushworker_upstream_request_duration_seconds is not a metric"},
+		{name: "dashboard with an undefined variable", file: "components/monitoring/dashboard.json",
+			old: `app=~\"$app\"`, new: `app=~\"$apps\"`, want: "undefined Grafana variable $apps"},
+		{name: "dashboard legend on a missing label", file: "components/monitoring/dashboard.json",
+			old: `"legendFormat": "{{pod}}"`, new: `"legendFormat": "{{replica}}"`, want: "legend {{replica}}"},
+		{name: "dashboard not JSON", file: "components/monitoring/dashboard.json",
+			old: `"uid": "pushworker",`, new: `"uid": "pushworker",,`, want: "not JSON"},
+		{name: "dashboard without the sidecar label", file: "components/monitoring/kustomization.yaml",
+			old: `grafana_dashboard: "1"`, new: `grafana_dashboard: "true"`, want: `label grafana_dashboard is "true"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -320,6 +351,8 @@ type manifests struct {
 	namespaces      []corev1.Namespace
 	pdbs            []policyv1.PodDisruptionBudget
 	serviceMonitors []monitoringv1.ServiceMonitor
+	prometheusRules []monitoringv1.PrometheusRule
+	dashboards      []corev1.ConfigMap // labelled grafana_dashboard
 	scaledObjects   []scaledObject
 	namespaced      []metav1.ObjectMeta // every namespaced object
 }
@@ -395,7 +428,11 @@ func (m *manifests) add(apiVersion, kind string, data []byte, crd *crdValidator)
 		if err := decode(&o, &o.ObjectMeta, true); err != nil {
 			return err
 		}
-		m.configMaps = append(m.configMaps, o)
+		if _, ok := o.Labels["grafana_dashboard"]; ok {
+			m.dashboards = append(m.dashboards, o)
+		} else {
+			m.configMaps = append(m.configMaps, o)
+		}
 	case "v1 Secret":
 		var o corev1.Secret
 		if err := decode(&o, &o.ObjectMeta, true); err != nil {
@@ -432,6 +469,12 @@ func (m *manifests) add(apiVersion, kind string, data []byte, crd *crdValidator)
 			return err
 		}
 		m.serviceMonitors = append(m.serviceMonitors, o)
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		var o monitoringv1.PrometheusRule
+		if err := decode(&o, &o.ObjectMeta, true); err != nil {
+			return err
+		}
+		m.prometheusRules = append(m.prometheusRules, o)
 	case "keda.sh/v1alpha1 ScaledObject":
 		if err := crd.validate(data); err != nil {
 			return err
@@ -482,8 +525,14 @@ func (m *manifests) check(tg target) error {
 	if tg.addOns {
 		m.checkScaledObject(&c, d, env, tg)
 		m.checkServiceMonitor(&c)
-	} else if len(m.scaledObjects)+len(m.serviceMonitors) > 0 {
-		c.errorf("%s: the base must not need KEDA or the Prometheus operator", tg.dir)
+		if metrics, err := exported(); err != nil {
+			c.errorf("the metrics the worker exports: %v", err)
+		} else {
+			m.checkPrometheusRules(&c, metrics)
+			m.checkDashboards(&c, metrics)
+		}
+	} else if len(m.scaledObjects)+len(m.serviceMonitors)+len(m.prometheusRules)+len(m.dashboards) > 0 {
+		c.errorf("%s: the base must not need KEDA, the Prometheus operator or Grafana", tg.dir)
 	}
 	return c.err()
 }

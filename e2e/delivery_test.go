@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,7 +207,7 @@ func TestNotifyHappyPath(t *testing.T) {
 // TestMetricsAndHealth checks the admin endpoints (§7 PUSH_ADMIN_ADDR).
 func TestMetricsAndHealth(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
+	e := newEnv(t, map[string]string{"PUSH_RATE_P2P": "250"})
 	w := e.start()
 	res := e.results()
 	for _, p := range []string{"/healthz", "/readyz"} {
@@ -238,6 +239,28 @@ func TestMetricsAndHealth(t *testing.T) {
 			}
 		}
 		return sentP2P && rejected
+	})
+	// The rate budget and its use, and the dead-letter stream, which the alerts of
+	// deploy/components/monitoring read. The gauges are sampled every 5 s.
+	want := []string{
+		`pushworker_limiter_tokens_total{app="default",class="p2p"} 3`,
+		`pushworker_limiter_rate{app="default",class="p2p"} 250`,
+		`pushworker_limiter_rate{app="default",class="notify"} 100`,
+		`pushworker_dlq_messages{type="p2p"} 1`,
+		`pushworker_dlq_messages{type="notify"} 0`,
+	}
+	eventually(t, 10*time.Second, strings.Join(want, ", "), func() bool {
+		_, body, err := w.get("/metrics")
+		if err != nil {
+			return false
+		}
+		lines := strings.Split(body, "\n")
+		for _, s := range want {
+			if !slices.Contains(lines, s) {
+				return false
+			}
+		}
+		return true
 	})
 	if code, body, _ := w.get("/readyz"); code != 200 {
 		t.Fatalf("/readyz %d: %s", code, body)

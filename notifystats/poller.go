@@ -63,6 +63,8 @@ type Options struct {
 	// Breakers gate the calls per app like the jobs' calls; nil means a private set.
 	Breakers *upstream.Breakers
 	Logger   zerolog.Logger
+	// Metrics count the polls; nil means unregistered ones.
+	Metrics *Metrics
 	// ReplicaID names this replica among those sharing the bucket; empty means a random id.
 	ReplicaID string
 }
@@ -77,6 +79,7 @@ type Poller struct {
 	client   Upstream
 	breakers *upstream.Breakers
 	log      zerolog.Logger
+	metrics  *Metrics
 	id       string
 	subject  string
 	scrub    *config.Scrubber
@@ -96,9 +99,13 @@ func New(ctx context.Context, o Options) (*Poller, error) {
 		client:   o.Client,
 		breakers: o.Breakers,
 		log:      o.Logger.With().Str("component", "notify_stats").Logger(),
+		metrics:  o.Metrics,
 		id:       o.ReplicaID,
 		subject:  broker.NamesFrom(c).NotifyStatsSubject(),
 		m:        newMirror(),
+	}
+	if p.metrics == nil {
+		p.metrics = NewMetrics(nil)
 	}
 	if p.every <= 0 {
 		return p, nil
@@ -339,10 +346,12 @@ func (p *Poller) round(ctx context.Context) {
 	now := time.Now()
 	live := p.m.live(now, deadAfter)
 	if !slices.Contains(live, p.id) {
+		p.metrics.tasks.Set(0)
 		p.log.Warn().Msg("skipping a notify stats round: this replica's heartbeat does not reach NATS")
 		return
 	}
 	mine := p.m.owned(p.id, live)
+	p.metrics.tasks.Set(float64(len(mine)))
 	if len(mine) == 0 {
 		return
 	}
@@ -399,6 +408,7 @@ func (p *Poller) poll(ctx context.Context, b batch, now time.Time) {
 	app, ok := p.c.Apps[b.app]
 	if !ok || !app.Notify.Complete() {
 		log.Warn().Msg("notify stats: the app has no notify credentials any more; its tasks are not polled")
+		p.metrics.polls.WithLabelValues("skipped").Inc()
 		p.dropStale(ctx, b.tasks, now)
 		return
 	}
@@ -406,6 +416,7 @@ func (p *Poller) poll(ctx context.Context, b batch, now time.Time) {
 	done, _, err := gate.Allow()
 	if err != nil {
 		log.Debug().Err(err).Msg("notify stats poll skipped: the app's notify upstream is not available")
+		p.metrics.polls.WithLabelValues("skipped").Inc()
 		p.dropStale(ctx, b.tasks, now)
 		return
 	}
@@ -430,15 +441,18 @@ func (p *Poller) poll(ctx context.Context, b batch, now time.Time) {
 			ev = ev.Str("error_kind", string(o.Err.Kind)).Str("detail", p.scrub.String(o.Err.Detail))
 		}
 		ev.Msg("notify stats poll failed; retrying next round")
+		p.metrics.polls.WithLabelValues("failed").Inc()
 		p.dropStale(ctx, b.tasks, now)
 		return
 	}
 	stats, err := parseDetail(o.Data)
 	if err != nil {
 		log.Warn().Err(err).Msg("notify stats: the upstream's data is not a list; retrying next round")
+		p.metrics.polls.WithLabelValues("failed").Inc()
 		p.dropStale(ctx, b.tasks, now)
 		return
 	}
+	p.metrics.polls.WithLabelValues("ok").Inc()
 	at := time.Now().UTC()
 	var changes []change
 	for _, e := range b.tasks {
@@ -447,7 +461,9 @@ func (p *Poller) poll(ctx context.Context, b batch, now time.Time) {
 		}
 	}
 	revs := map[string]uint64{}
-	for _, c := range p.publish(ctx, changes, at) {
+	acked := p.publish(ctx, changes, at)
+	p.metrics.published.Add(float64(len(acked)))
+	for _, c := range acked {
 		if rev := p.store(ctx, c, at); rev != 0 {
 			revs[c.e.key] = rev
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/upstream"
@@ -51,6 +52,15 @@ func TestTrackPublishesEachChangeOnce(t *testing.T) {
 	}
 	if n := e.rawCount(); n != 3 {
 		t.Fatalf("published %d times, want 3 (one per change)", n)
+	}
+	if n := testutil.ToFloat64(p.metrics.published); n != 3 {
+		t.Errorf("pushworker_notify_stats_published_total %v, want 3", n)
+	}
+	if n, polls := testutil.ToFloat64(p.metrics.polls.WithLabelValues("ok")), e.fake.pollCount(defaultAppID, 101); n < float64(polls-1) || n > float64(polls) {
+		t.Errorf("pushworker_notify_stats_polls_total{outcome=\"ok\"} %v after %d polls of the batch", n, polls)
+	}
+	if n := testutil.ToFloat64(p.metrics.tasks); n != 2 {
+		t.Errorf("pushworker_notify_stats_tasks %v, want 2", n)
 	}
 	if got := e.statsOf("default", unknownTask); len(got) != 0 {
 		t.Fatalf("stats of an untracked task were published: %+v", got)
@@ -262,6 +272,9 @@ func TestFailedPollRetriesWithoutLeakingSecrets(t *testing.T) {
 	if !strings.Contains(e.logs.String(), "notify stats poll failed") {
 		t.Errorf("no warning for the failed polls:\n%s", e.logs.String())
 	}
+	if n := testutil.ToFloat64(p.metrics.polls.WithLabelValues("failed")); n < 3 {
+		t.Errorf("pushworker_notify_stats_polls_total{outcome=\"failed\"} %v after three failed polls", n)
+	}
 	e.fake.fail(0, 0, "")
 	waitFor(t, 3*time.Second, "stats after the upstream recovered", func() bool { return len(e.statsOf("default", 401)) == 1 })
 	checkStats(t, e.statsOf("default", 401)[0], "default", "req-4", 401, 1)
@@ -282,6 +295,9 @@ func TestPausedAppIsNotPolled(t *testing.T) {
 	time.Sleep(5 * interval) // nothing may happen: give it the time to
 	if n := e.fake.pollCount(defaultAppID, 501); n != 1 {
 		t.Fatalf("polled %d times while the app is paused, want 1", n)
+	}
+	if n := testutil.ToFloat64(p.metrics.polls.WithLabelValues("skipped")); n < 2 {
+		t.Errorf("pushworker_notify_stats_polls_total{outcome=\"skipped\"} %v while the app is paused", n)
 	}
 }
 

@@ -16,14 +16,17 @@ import (
 )
 
 // gauges are the state metrics sampled in the background: breaker state, rate budget
-// share, and the jobs stream's pending and redelivered counts.
+// and share, the jobs stream's pending and redelivered counts, and the dead-letter stream's
+// entries.
 type gauges struct {
 	breaker     *prometheus.GaugeVec
+	rate        *prometheus.GaugeVec
 	share       *prometheus.GaugeVec
 	replicas    prometheus.Gauge
 	pending     *prometheus.GaugeVec
 	ackPending  *prometheus.GaugeVec
 	redelivered *prometheus.GaugeVec
+	dlq         *prometheus.GaugeVec
 }
 
 func newGauges(reg prometheus.Registerer) *gauges {
@@ -31,6 +34,9 @@ func newGauges(reg prometheus.Registerer) *gauges {
 		breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushworker_breaker_open", Help: "1 while the gate of an app's upstream is open (kind=availability) or paused for a configuration error (kind=configuration).",
 		}, []string{"app", "upstream", "host", "kind"}),
+		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushworker_limiter_rate", Help: "Configured rate of an app's class for the whole deployment, in tokens per second.",
+		}, []string{"app", "class"}),
 		share: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushworker_limiter_budget_share", Help: "Fraction of an app's class rate this replica may use.",
 		}, []string{"app", "class"}),
@@ -46,8 +52,11 @@ func newGauges(reg prometheus.Registerer) *gauges {
 		redelivered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pushworker_consumer_redelivered", Help: "Jobs being redelivered (retries and hand-backs), by consumer (one per job type).",
 		}, []string{"consumer", "type"}),
+		dlq: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushworker_dlq_messages", Help: "Entries in the dead-letter stream, by type (written by rejected and failed jobs, deleted by pushctl dlq replay).",
+		}, []string{"type"}),
 	}
-	reg.MustRegister(g.breaker, g.share, g.replicas, g.pending, g.ackPending, g.redelivered)
+	reg.MustRegister(g.breaker, g.rate, g.share, g.replicas, g.pending, g.ackPending, g.redelivered, g.dlq)
 	return g
 }
 
@@ -71,6 +80,7 @@ func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Co
 	for {
 		for _, app := range c.AppNames() {
 			for _, class := range config.Classes {
+				g.rate.WithLabelValues(app, class).Set(c.Apps[app].Rate(class))
 				g.share.WithLabelValues(app, class).Set(lim.Share(app, class))
 			}
 		}
@@ -78,13 +88,7 @@ func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Co
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		if st, err := js.Stream(cctx, n.JobsStream()); err == nil {
 			if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.JobsWildcard())); err == nil {
-				g.pending.Reset()
-				for _, spec := range jobs.Specs() { // known types show 0, not nothing
-					g.pending.WithLabelValues(string(spec.Type)).Set(0)
-				}
-				for subj, cnt := range info.State.Subjects {
-					g.pending.WithLabelValues(strings.TrimPrefix(subj, n.Subject+".jobs.")).Set(float64(cnt))
-				}
+				setByType(g.pending, info.State.Subjects, n.JobSubject(""))
 			}
 			for _, spec := range jobs.Specs() {
 				name := n.Consumer(string(spec.Type))
@@ -98,11 +102,28 @@ func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Co
 				}
 			}
 		}
+		if st, err := js.Stream(cctx, n.DLQStream()); err == nil {
+			if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.DLQSubject(">"))); err == nil {
+				setByType(g.dlq, info.State.Subjects, n.DLQSubject(""))
+			}
+		}
 		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// setByType sets v{type} to the message count of each subject <prefix><type>, and every
+// known type without messages to 0 rather than no series.
+func setByType(v *prometheus.GaugeVec, subjects map[string]uint64, prefix string) {
+	v.Reset()
+	for _, spec := range jobs.Specs() {
+		v.WithLabelValues(string(spec.Type)).Set(0)
+	}
+	for subj, cnt := range subjects {
+		v.WithLabelValues(strings.TrimPrefix(subj, prefix)).Set(float64(cnt))
 	}
 }

@@ -119,14 +119,12 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := worker.NewMetrics(reg)
+	metrics, notifyMetrics, gauges := registerMetrics(reg)
 
 	lim := limiter.New(limiter.Options{
 		Rate:   func(app, class string) float64 { return c.Apps[app].Rate(class) },
 		Logger: log,
 	})
-	gauges := newGauges(reg)
 	bus := &breakerBus{nc: nc, subject: broker.NamesFrom(c).ControlSubject("breaker"), replica: replica, log: log}
 	breakers := upstream.NewBreakers(upstream.BreakerSettings{OnChange: func(g upstream.GateState) {
 		ev := log.Info()
@@ -146,7 +144,7 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	defer func() { _ = busSub.Unsubscribe() }()
 	client := &upstream.Client{HTTP: upstream.NewHTTPClient(c.HTTPTimeout, c.Concurrency), MIMCURL: c.MIMCURL, NotifyURL: c.NotifyURL, Scrub: config.NewScrubber(c.Secrets())}
 
-	poller, err := notifystats.New(ctx, notifystats.Options{Config: c, JS: js, Client: client, Breakers: breakers, Logger: log, ReplicaID: replica})
+	poller, err := notifystats.New(ctx, notifystats.Options{Config: c, JS: js, Client: client, Breakers: breakers, Logger: log, Metrics: notifyMetrics, ReplicaID: replica})
 	if err != nil {
 		return err
 	}
@@ -217,6 +215,17 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		log.Warn().Err(coordErr).Msg("rate budget coordinator stopped with an error")
 	}
 	return err
+}
+
+// RegisterMetrics registers with reg every collector that the admin server's /metrics
+// serves: the Go runtime and process collectors, the worker's, the notify stats poller's
+// and the service's own. Run does the same for its registry; the deploy tests use it to
+// check that alerts and dashboards name only metrics that exist.
+func RegisterMetrics(reg prometheus.Registerer) { registerMetrics(reg) }
+
+func registerMetrics(reg prometheus.Registerer) (*worker.Metrics, *notifystats.Metrics, *gauges) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return worker.NewMetrics(reg), notifystats.NewMetrics(reg), newGauges(reg)
 }
 
 // checkDataDir makes sure the embedded server can store in dir, creating it if need be, so

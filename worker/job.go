@@ -255,6 +255,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		return step{delay: jitter(wait), reason: reason}
 	}
 
+	w.m.tokens.WithLabelValues(d.App, spec.Class).Add(float64(call.Weight))
 	t0 := time.Now()
 	called := w.traceCall(j, spec)
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)

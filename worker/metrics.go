@@ -13,6 +13,7 @@ type Metrics struct {
 	dlqWrites        *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
 	limiterWait      *prometheus.HistogramVec
+	tokens           *prometheus.CounterVec
 	inflight         prometheus.Gauge
 	outboxBatches    prometheus.Counter
 	outboxWrites     prometheus.Counter
@@ -44,6 +45,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pushworker_limiter_wait_seconds", Help: "Time jobs waited for rate budget, by class.",
 			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 30},
 		}, []string{"class"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_limiter_tokens_total", Help: "Rate tokens of the upstream calls made, by app and class (the budget is pushworker_limiter_rate).",
+		}, []string{"app", "class"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushworker_jobs_in_flight", Help: "Jobs being processed by this replica.",
 		}),
@@ -55,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.inflight, m.outboxBatches, m.outboxWrites)
+		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.tokens, m.inflight, m.outboxBatches, m.outboxWrites)
 	}
 	return m
 }
