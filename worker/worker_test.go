@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
+	"github.com/pushworker/pushworker/worker"
 )
 
 func TestSendP2PRoundTrip(t *testing.T) {
@@ -607,5 +609,74 @@ func TestConsumerSetupIsRetried(t *testing.T) {
 	e.publish("p2p_more", `{"request_id":"retried-1","payload":{"fromAccount":"a","toAccounts":["b"],"msg":"m"}}`)
 	if res, _ := e.result(10 * time.Second); res.RequestID != "retried-1" || res.Status != jobs.StatusSent {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// TestThrottledJobsBatchTheirWrites: jobs held by the rate send their NATS writes (claim,
+// record and result, ack) in outbox batches, several jobs' at a time, and every job still
+// gets exactly one result, copies their stored one; an unthrottled class does not use the
+// outbox.
+func TestThrottledJobsBatchTheirWrites(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_RATE_P2P": "200"})
+	e.stopWorker()
+	c := e.cfg
+	reg := prometheus.NewRegistry()
+	e.startWorker(limiter.New(limiter.Options{Rate: func(app, class string) float64 { return c.Apps[app].Rate(class) }}),
+		func(o *worker.Options) { o.Metrics = worker.NewMetrics(reg) })
+	outbox := func() (batches, writes float64) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "pushworker_outbox_batches_total":
+				batches = mf.GetMetric()[0].GetCounter().GetValue()
+			case "pushworker_outbox_writes_total":
+				writes = mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		return batches, writes
+	}
+	// Unthrottled: p2t has no backlog, its job writes at once.
+	e.publish("p2t", `{"request_id":"alone","payload":{"fromAccount":"a","topicId":5,"msg":"m"}}`)
+	if res, _ := e.result(10 * time.Second); res.Status != jobs.StatusSent {
+		t.Fatalf("p2t job: %+v", res)
+	}
+	if b, n := outbox(); b != 0 || n != 0 {
+		t.Fatalf("an unthrottled job used the outbox: %v writes in %v batches", n, b)
+	}
+	const n = 300 // 1.5 s at 200/s
+	for i := range n {
+		e.publish("p2p", p2pJob(fmt.Sprintf("thr-%d", i)))
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		res, _ := e.result(15 * time.Second)
+		if res.Status != jobs.StatusSent || res.Duplicate || seen[res.RequestID] {
+			t.Fatalf("result %+v (seen before: %v)", res, seen[res.RequestID])
+		}
+		seen[res.RequestID] = true
+	}
+	// Copies while the class is still throttled: their claims meet the stored records
+	// through the outbox and they get the stored results back.
+	for i := range 20 {
+		e.publish("p2p", p2pJob(fmt.Sprintf("thr-%d", i)))
+	}
+	for range 20 {
+		if res, _ := e.result(10 * time.Second); !res.Duplicate || res.Status != jobs.StatusSent {
+			t.Fatalf("copy: %+v", res)
+		}
+	}
+	e.noResult(300 * time.Millisecond)
+	if got := len(e.up.requests()); got != n+1 {
+		t.Fatalf("upstream called %d times, want %d", got, n+1)
+	}
+	b, w := outbox()
+	t.Logf("%v writes in %v batches (%.1f each)", w, b, w/b)
+	// Each job writes three times through the outbox (claim, record and result, ack); the
+	// first jobs, before the class is throttled, write at once.
+	if w < 2*n || w/b < 3 {
+		t.Errorf("%v writes in %v batches: throttled jobs do not share their writes", w, b)
 	}
 }
