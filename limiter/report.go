@@ -20,6 +20,8 @@ type BudgetReport struct {
 	// Used is the fraction of the class's rate the replica asked for per second lately
 	// (tokens per second ÷ the rate).
 	Used float64
+	// Sent is the fraction of the rate the replica sent in the second before the heartbeat.
+	Sent float64
 	// Hungry is set when callers queued for tokens lately.
 	Hungry bool
 	// Share is the fraction of the rate the replica claims; the share it uses is never
@@ -35,7 +37,7 @@ func DecodeHeartbeat(data []byte) (Heartbeat, error) {
 	}
 	out := Heartbeat{Replica: hb.Replica, At: hb.At, Every: time.Duration(hb.EveryMS) * time.Millisecond, Budgets: make([]BudgetReport, len(hb.Budgets))}
 	for i, b := range hb.Budgets {
-		out.Budgets[i] = BudgetReport{App: b.App, Class: b.Class, Used: b.Used, Hungry: b.Hungry, Share: b.Claim}
+		out.Budgets[i] = BudgetReport{App: b.App, Class: b.Class, Used: b.Used, Sent: b.Sent, Hungry: b.Hungry, Share: b.Claim}
 	}
 	return out, nil
 }
