@@ -265,6 +265,14 @@ func TestResultsUnderLoad(t *testing.T) {
 		t.Fatalf("a refresh is %d bytes and took %v", len(b), took)
 	}
 	t.Logf("published %d results at %.0f/s; state %d bytes in %v; %d dropped", total, rate, len(b), took, st.Results.Dropped)
+
+	// Once no page has asked for a while, the subscription goes.
+	e.d.lastSeen.Store(time.Now().Add(-watchFor - time.Second).UnixNano())
+	waitFor(t, 5*time.Second, "the results subscription to end", func() bool {
+		e.d.mu.Lock()
+		defer e.d.mu.Unlock()
+		return e.d.resSub == nil
+	})
 }
 
 // TestLookupIsBounded: a lookup reads the headers of the newest results only, finds a

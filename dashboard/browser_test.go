@@ -90,9 +90,9 @@ func (l *logLines) String() string {
 
 // sandboxWorker is `pushworker --sandbox` running in the test process.
 type sandboxWorker struct {
-	dashboard, sandbox string
-	js                 jetstream.JetStream
-	logs               *logLines
+	dashboard, admin, sandbox string
+	js                        jetstream.JetStream
+	logs                      *logLines
 }
 
 // startSandbox runs the worker in sandbox mode with the environment env (on top of a
@@ -134,7 +134,7 @@ func startSandbox(t *testing.T, env map[string]string) *sandboxWorker {
 	})
 	w := &sandboxWorker{logs: logs}
 	deadline := time.Now().Add(30 * time.Second)
-	for logs.field("sandbox ready", "dashboard") == "" {
+	for logs.field("sandbox ready", "message") == "" {
 		select {
 		case err := <-done:
 			t.Fatalf("the worker stopped while starting: %v\n%s", err, logs)
@@ -146,6 +146,7 @@ func startSandbox(t *testing.T, env map[string]string) *sandboxWorker {
 		time.Sleep(20 * time.Millisecond)
 	}
 	w.dashboard = logs.field("sandbox ready", "dashboard")
+	w.admin = "http://" + logs.field("admin HTTP server", "addr")
 	w.sandbox = logs.field("sandbox upstream running", "url")
 	nc, err := nats.Connect(logs.field("embedded NATS server", "url"))
 	if err != nil {
@@ -160,7 +161,7 @@ func startSandbox(t *testing.T, env map[string]string) *sandboxWorker {
 
 func (w *sandboxWorker) publish(t *testing.T, typ, requestID, payload string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if _, err := w.js.Publish(ctx, "push.jobs."+typ, []byte(fmt.Sprintf(`{"request_id":%q,"payload":%s}`, requestID, payload))); err != nil {
 		t.Fatal(err)
@@ -212,7 +213,7 @@ type page struct {
 
 func (p *page) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, wait)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		p.t.Fatalf("%s: %v", what, err)
@@ -222,7 +223,7 @@ func (p *page) run(what string, actions ...chromedp.Action[chromedp.Void]) {
 // eval evaluates a JavaScript expression that returns a string.
 func (p *page) eval(what, expr string) string {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, wait)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
 	if err != nil {
@@ -245,7 +246,7 @@ func (p *page) waitJS(what, expr string, d time.Duration) {
 // click clicks the element a selector finds, once it exists.
 func (p *page) click(sel string) {
 	p.t.Helper()
-	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q) !== null`, sel), 10*time.Second)
+	p.waitJS(sel, fmt.Sprintf(`document.querySelector(%q) !== null`, sel), wait)
 	p.eval("click "+sel, fmt.Sprintf(`(document.querySelector(%q).click(), "")`, sel))
 }
 
@@ -259,6 +260,10 @@ func (p *page) setValue(sel, v string) {
 	p.run("set "+sel, chromedp.SetValue(chromedp.CSS(sel), v))
 }
 
+// wait bounds each step of the browser tests. Steps take well under a second on an idle
+// machine; the bound is for a loaded one, and a passing run never waits it out.
+const wait = 30 * time.Second
+
 const p2pPayload = `{"fromAccount":"shop","toAccount":"u42","msg":"hello"}`
 
 // TestBrowser drives the dashboard of a sandbox worker in headless Chromium: jobs sent show
@@ -266,16 +271,20 @@ const p2pPayload = `{"fromAccount":"shop","toAccount":"u42","msg":"hello"}`
 // a DLQ entry of a job that failed is replayed and sent, and a write without the token is
 // refused.
 func TestBrowser(t *testing.T) {
+	chromiumPath(t) // before starting a worker for nothing
 	w := startSandbox(t, map[string]string{
 		"PUSH_UI_ADMIN_TOKEN": adminToken,
 		"PUSH_MAX_ATTEMPTS":   "2", "PUSH_RETRY_INITIAL": "200ms", "PUSH_RETRY_MAX": "200ms",
-		"PUSH_RATE_P2T":              "10", // a backlog that lasts a few seconds
+		"PUSH_RATE_P2T":              "5", // a backlog that lasts a few seconds
 		"PUSH_NOTIFY_STATS_INTERVAL": "1s",
 	})
+	if w.dashboard != w.admin+"/ui/" || !strings.Contains(w.logs.field("sandbox ready", "message"), "dashboard: "+w.dashboard) {
+		t.Fatalf("the start log names the dashboard %q (admin %s)", w.dashboard, w.admin)
+	}
 	p := &page{t: t, ctx: browser(t)}
 	start := time.Now()
-	p.run("open the dashboard", chromedp.Navigate(w.dashboard))
-	p.waitJS("the first refresh", `document.getElementById("replica").textContent.includes("dev")`, 10*time.Second)
+	p.run("open the dashboard", chromedp.Navigate(w.admin+"/")) // / leads to /ui/
+	p.waitJS("the first refresh", `document.getElementById("replica").textContent.includes("dev")`, wait)
 	if got := p.text("#auth-state"); got != "read-only" {
 		t.Fatalf("before login the page says %q, want read-only", got)
 	}
@@ -285,14 +294,14 @@ func TestBrowser(t *testing.T) {
 		w.publish(t, "p2t", fmt.Sprintf("backlog-%d", i), `{"fromAccount":"shop","topicId":"42","msg":"hi"}`)
 	}
 	w.publish(t, "p2p", "hello-ui-1", p2pPayload)
-	p.waitJS("the p2t backlog", `Number(document.querySelector('#backlog tr[data-type="p2t"] .backlog-stored').textContent.replace(/,/g, "")) > 0`, 5*time.Second)
-	p.waitJS("the result of hello-ui-1", `document.querySelector('#results tr[data-request-id="hello-ui-1"][data-status="sent"]') !== null`, 5*time.Second)
-	p.waitJS("p2t results", `document.querySelector('#results tr[data-request-id^="backlog-"]') !== null`, 5*time.Second)
+	p.waitJS("the p2t backlog", `Number(document.querySelector('#backlog tr[data-type="p2t"] .backlog-stored').textContent.replace(/,/g, "")) > 0`, wait)
+	p.waitJS("the result of hello-ui-1", `document.querySelector('#results tr[data-request-id="hello-ui-1"][data-status="sent"]') !== null`, wait)
+	p.waitJS("p2t results", `document.querySelector('#results tr[data-request-id^="backlog-"]') !== null`, wait)
 
 	// Lookup by request id.
 	p.setValue("#lookup-input", "hello-ui-1")
 	p.click("#lookup-button")
-	p.waitJS("the lookup's result", `document.querySelector('#lookup-out .lookup-result[data-status="sent"]') !== null`, 5*time.Second)
+	p.waitJS("the lookup's result", `document.querySelector('#lookup-out .lookup-result[data-status="sent"]') !== null`, wait)
 	out := p.text("#lookup-out")
 	for _, want := range []string{"attempts 1", "upstream HTTP 200 code 200", "Dedup record", "accepted"} {
 		if !strings.Contains(out, want) {
@@ -304,7 +313,7 @@ func TestBrowser(t *testing.T) {
 	w.fault(t, `{"fail_next":{"path":"/api/push/p2p/","n":2,"status":503}}`)
 	w.publish(t, "p2p", "dlq-ui-1", p2pPayload)
 	row := `#dlq tr[data-request-id="dlq-ui-1"]`
-	p.waitJS("the DLQ entry", fmt.Sprintf(`document.querySelector('%s') !== null`, row), 10*time.Second)
+	p.waitJS("the DLQ entry", fmt.Sprintf(`document.querySelector('%s') !== null`, row), wait)
 	if got := p.text(row); !strings.Contains(got, "upstream_unavailable") || !strings.Contains(got, "failed") {
 		t.Fatalf("DLQ row %q", got)
 	}
@@ -313,9 +322,9 @@ func TestBrowser(t *testing.T) {
 	// Without the token a replay is refused, in the page and over HTTP.
 	p.click(row + " input.dlq-select")
 	p.click("#dlq-replay")
-	p.waitJS("the confirmation", `!document.getElementById("confirm").hidden`, 5*time.Second)
+	p.waitJS("the confirmation", `!document.getElementById("confirm").hidden`, wait)
 	p.click("#confirm-yes")
-	p.waitJS("the refusal", `document.getElementById("dlq-msg").textContent.includes("401")`, 5*time.Second)
+	p.waitJS("the refusal", `document.getElementById("dlq-msg").textContent.includes("401")`, wait)
 	for _, auth := range []string{"", "Bearer wrong-token-0123456789"} {
 		req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(w.dashboard, "/")+"/api/dlq/replay", strings.NewReader(`{"seqs":[1]}`))
 		if auth != "" {
@@ -337,19 +346,38 @@ func TestBrowser(t *testing.T) {
 	// With the token it goes through the same code as pushctl dlq replay, and is sent.
 	p.setValue("#login-token", adminToken)
 	p.click("#login-form button")
-	p.waitJS("admin", `document.getElementById("auth-state").textContent === "admin"`, 5*time.Second)
-	p.waitJS("the entry still selected", fmt.Sprintf(`document.querySelector('%s input.dlq-select').checked`, row), 5*time.Second)
+	p.waitJS("admin", `document.getElementById("auth-state").textContent === "admin"`, wait)
+	p.waitJS("the entry still selected", fmt.Sprintf(`document.querySelector('%s input.dlq-select').checked`, row), wait)
 	p.click("#dlq-replay")
-	p.waitJS("the confirmation", `!document.getElementById("confirm").hidden`, 5*time.Second)
+	p.waitJS("the confirmation", `!document.getElementById("confirm").hidden`, wait)
 	p.click("#confirm-yes")
-	p.waitJS("the replay", `document.getElementById("dlq-msg").textContent.includes("replayed 1, failed 0")`, 10*time.Second)
-	p.waitJS("the DLQ entry gone", fmt.Sprintf(`document.querySelector('%s') === null`, row), 10*time.Second)
-	p.waitJS("the replayed job sent", `document.querySelector('#results tr[data-request-id="dlq-ui-1"][data-status="sent"]') !== null`, 10*time.Second)
+	p.waitJS("the replay", `document.getElementById("dlq-msg").textContent.includes("replayed 1, failed 0")`, wait)
+	p.waitJS("the DLQ entry gone", fmt.Sprintf(`document.querySelector('%s') === null`, row), wait)
+	p.waitJS("the replayed job sent", `document.querySelector('#results tr[data-request-id="dlq-ui-1"][data-status="sent"]') !== null`, wait)
 
 	if *screenshot != "" {
 		takeScreenshot(t, p, w)
 	}
 	t.Logf("browser flow took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDashboardOff: PUSH_UI=false serves no page and names none in the start log; the
+// admin endpoints stay.
+func TestDashboardOff(t *testing.T) {
+	w := startSandbox(t, map[string]string{"PUSH_UI": "false"})
+	if w.dashboard != "" {
+		t.Fatalf("the start log names a dashboard: %q", w.dashboard)
+	}
+	for path, want := range map[string]int{"/": http.StatusNotFound, "/ui/": http.StatusNotFound, "/ui/api/state": http.StatusNotFound, "/healthz": http.StatusOK} {
+		resp, err := http.Get(w.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %s, want %d", path, resp.Status, want)
+		}
+	}
 }
 
 // takeScreenshot adds a little of everything, then writes the page as a PNG.
@@ -362,11 +390,12 @@ func takeScreenshot(t *testing.T, p *page, w *sandboxWorker) {
 	}
 	w.publish(t, "p2p", "welcome-u7", p2pPayload)
 	w.publish(t, "ucs", "bad-topic-1", `{"fromAccount":"shop","topicId":"x","message":"hi"}`)
-	p.waitJS("notify stats", `document.querySelector('#notify tr[data-task]') !== null`, 15*time.Second)
+	p.waitJS("notify stats", `document.querySelector('#notify tr[data-task]') !== null`, wait)
+	p.waitJS("the rejected job in the DLQ", `document.querySelector('#dlq tr[data-request-id="bad-topic-1"]') !== null`, wait)
 	p.setValue("#lookup-input", "welcome-u7")
 	p.click("#lookup-button")
-	p.waitJS("lookup", `document.querySelector('#lookup-out .lookup-result') !== null`, 5*time.Second)
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	p.waitJS("lookup", `document.querySelector('#lookup-out .lookup-result') !== null`, wait)
+	ctx, cancel := context.WithTimeout(p.ctx, wait)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {

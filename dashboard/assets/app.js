@@ -120,6 +120,10 @@ function render(s) {
 
 function renderAuth(a) {
   const st = $("auth-state");
+  if (readOnly !== !a.token_set) {
+    readOnly = !a.token_set;
+    updateReplayButton();
+  }
   if (!a.token_set) {
     st.textContent = "read-only (no PUSH_UI_ADMIN_TOKEN)";
     $("login-form").hidden = true;
@@ -182,7 +186,9 @@ function drawChart(b) {
   const s = svg("svg", { viewBox: `0 0 ${W} ${H + B}`, role: "img" });
   const series = b.series;
   const now = series.length ? series[series.length - 1][0] : Date.now();
-  const t0 = now - 10 * 60 * 1000;
+  // The last 10 minutes, or since the first sample (at least a minute) after a start.
+  const span = Math.min(10 * 60000, Math.max(60000, series.length ? now - series[0][0] : 0));
+  const t0 = now - span;
   let max = 0;
   for (const row of series) {
     let sum = 0;
@@ -199,9 +205,10 @@ function drawChart(b) {
     lbl.textContent = fmtInt(Math.round(max * f));
     s.append(lbl);
   }
-  for (const m of [10, 5, 0]) {
-    const lbl = svg("text", { x: x(now - m * 60000), y: H + B - 4, "text-anchor": m === 0 ? "end" : (m === 10 ? "start" : "middle"), "font-size": 10, fill: "#6b7280" });
-    lbl.textContent = m === 0 ? "now" : "-" + m + " min";
+  const ago = (ms) => (ms >= 60000 && ms % 60000 === 0 ? "-" + ms / 60000 + " min" : "-" + Math.round(ms / 1000) + " s");
+  for (const f of [1, 0.5, 0]) {
+    const lbl = svg("text", { x: x(now - f * span), y: H + B - 4, "text-anchor": f === 0 ? "end" : (f === 1 ? "start" : "middle"), "font-size": 10, fill: "#6b7280" });
+    lbl.textContent = f === 0 ? "now" : ago(Math.round(f * span / 1000) * 1000);
     s.append(lbl);
   }
   const legend = el("div", { className: "legend" });
@@ -366,8 +373,8 @@ const selected = new Set();
 
 function dlqChanged(info) {
   const key = info.messages + "/" + info.last_seq;
-  $("dlq-summary").textContent = fmtInt(info.messages) + " entries";
-  if (key !== dlqSeen && Date.now() - dlqLastLoad > 2000) {
+  $("dlq-summary").textContent = fmtInt(info.messages) + (info.messages === 1 ? " entry" : " entries");
+  if (key !== dlqSeen && Date.now() - dlqLastLoad > 1000) {
     dlqSeen = key;
     loadDLQ(false);
   }
@@ -412,9 +419,12 @@ function renderDLQ() {
   updateReplayButton();
 }
 
+let readOnly = false;
+
 function updateReplayButton() {
   const b = $("dlq-replay");
-  b.disabled = selected.size === 0;
+  b.disabled = selected.size === 0 || readOnly;
+  b.title = readOnly ? "read-only: this replica has no PUSH_UI_ADMIN_TOKEN (use pushctl dlq replay)" : "";
   b.textContent = selected.size > 1 ? "Replay " + selected.size + " selected" : "Replay selected";
 }
 
