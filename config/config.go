@@ -72,7 +72,11 @@ type Config struct {
 	LogLevel  string `envconfig:"PUSH_LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"PUSH_LOG_FORMAT" default:"json"`
 
-	Sandbox         bool          `envconfig:"PUSH_SANDBOX" default:"false"`
+	Sandbox bool `envconfig:"PUSH_SANDBOX" default:"false"`
+	// UI serves the operator dashboard on the admin address; UIAdminToken, when set,
+	// allows its write actions (DLQ replay) to whoever gives it.
+	UI              bool          `envconfig:"PUSH_UI" default:"true"`
+	UIAdminToken    Secret        `envconfig:"PUSH_UI_ADMIN_TOKEN"`
 	PProf           bool          `envconfig:"PUSH_PPROF" default:"false"`
 	ShutdownTimeout time.Duration `envconfig:"PUSH_SHUTDOWN_TIMEOUT" default:"30s"`
 	AckWait         time.Duration `envconfig:"PUSH_ACK_WAIT" default:"30s"`
@@ -329,6 +333,14 @@ func (c *Config) validate() error {
 	if c.RetryMax < c.RetryInitial {
 		return &Error{Var: "PUSH_RETRY_MAX", Msg: "must not be less than PUSH_RETRY_INITIAL"}
 	}
+	if tok := c.UIAdminToken.Reveal(); tok != "" {
+		if len(tok) < 16 {
+			return &Error{Var: "PUSH_UI_ADMIN_TOKEN", Msg: "must be at least 16 characters (a guessable token guards nothing)"}
+		}
+		if strings.IndexFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+			return &Error{Var: "PUSH_UI_ADMIN_TOKEN", Msg: "must be printable ASCII without spaces (it is sent as a bearer token)"}
+		}
+	}
 	if c.StreamReplicas > 5 {
 		return &Error{Var: "PUSH_STREAM_REPLICAS", Msg: "must be at most 5"}
 	}
@@ -428,6 +440,7 @@ func (c *Config) Secrets() []string {
 	}
 	add(c.NATSPassword)
 	add(c.NATSToken)
+	add(c.UIAdminToken)
 	for _, a := range c.Apps {
 		if a.MIMC != nil {
 			add(a.MIMC.AppKey)

@@ -23,6 +23,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"PUSH_DUPLICATE_WINDOW":      "50ms", // NATS refuses a window or max age under 100ms
 		"PUSH_RESULTS_MAX_AGE":       "10ms",
 		"PUSH_DLQ_MAX_AGE":           "99ms",
+		"PUSH_UI":                    "sometimes",
+		"PUSH_UI_ADMIN_TOKEN":        "short",
 	}
 	for v, val := range cases {
 		t.Run(v, func(t *testing.T) {

@@ -108,6 +108,9 @@ type budget struct {
 	Class  string  `json:"class"`
 	Used   float64 `json:"used"`   // fraction of the rate asked for per second lately
 	Hungry bool    `json:"hungry"` // callers queued for tokens lately
+	// Sent is the fraction of the rate that left Admit in the last second: what the
+	// upstream got, for status displays.
+	Sent float64 `json:"sent,omitempty"`
 	// Claim is at least the share the replica uses; an (app, class) it does not list it
 	// does not use.
 	Claim float64 `json:"claim"`
@@ -514,7 +517,7 @@ func (c *Coordinator) newlyIdle() bool {
 
 // budget returns the report on k: its demand over the last rounds and its claim.
 func (c *Coordinator) budget(k key, e *entry) budget {
-	b := budget{App: k.app, Class: k.class, Claim: e.cur.Load().share}
+	b := budget{App: k.app, Class: k.class, Claim: e.cur.Load().share, Sent: float64(e.rel.lastSecond(time.Now().UnixNano())) / e.rate}
 	if want, ok := c.intents[k]; ok {
 		b.Claim = max(b.Claim, want)
 	}

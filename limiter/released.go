@@ -34,6 +34,14 @@ func (r *released) purge(now int64) {
 	}
 }
 
+// lastSecond returns the tokens released in the window before now.
+func (r *released) lastSecond(now int64) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.purge(now)
+	return r.sum
+}
+
 // take records n tokens released at now if the last window leaves room for them under
 // limit (a release heavier than the limit goes when the window is empty). Otherwise it
 // returns when enough will have left the window.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/dashboard"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
 	"github.com/pushworker/pushworker/upstream"
@@ -72,47 +73,88 @@ func (g *gauges) gate(s upstream.GateState) {
 	g.breaker.WithLabelValues(s.App, s.Upstream, s.Host, "configuration").Set(b(s.Paused))
 }
 
-// sample refreshes the sampled gauges every few seconds until ctx ends.
-func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Config, lim *limiter.Limiter, coord *limiter.Coordinator) {
+// sample refreshes the sampled gauges every few seconds until ctx ends, every second while
+// the dashboard is watched, and hands the backlog to the dashboard's chart (ui may be nil).
+func (g *gauges) sample(ctx context.Context, js jetstream.JetStream, c config.Config, lim *limiter.Limiter, coord *limiter.Coordinator, ui *dashboard.Dashboard) {
 	n := broker.NamesFrom(c)
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var last time.Time
 	for {
-		for _, app := range c.AppNames() {
-			for _, class := range config.Classes {
-				g.rate.WithLabelValues(app, class).Set(c.Apps[app].Rate(class))
-				g.share.WithLabelValues(app, class).Set(lim.Share(app, class))
-			}
+		if now := time.Now(); now.Sub(last) >= 5*time.Second-100*time.Millisecond || ui.Watched() {
+			last = now
+			g.sampleOnce(ctx, js, n, c, lim, coord, ui)
 		}
-		g.replicas.Set(float64(coord.Replicas()))
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		if st, err := js.Stream(cctx, n.JobsStream()); err == nil {
-			if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.JobsWildcard())); err == nil {
-				setByType(g.pending, info.State.Subjects, n.JobSubject(""))
-			}
-			for _, spec := range jobs.Specs() {
-				name := n.Consumer(string(spec.Type))
-				if ci, err := st.Consumer(cctx, name); err == nil {
-					info := ci.CachedInfo()
-					if fresh, err := ci.Info(cctx); err == nil {
-						info = fresh
-					}
-					g.ackPending.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumAckPending))
-					g.redelivered.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumRedelivered))
-				}
-			}
-		}
-		if st, err := js.Stream(cctx, n.DLQStream()); err == nil {
-			if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.DLQSubject(">"))); err == nil {
-				setByType(g.dlq, info.State.Subjects, n.DLQSubject(""))
-			}
-		}
-		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (g *gauges) sampleOnce(ctx context.Context, js jetstream.JetStream, n broker.Names, c config.Config, lim *limiter.Limiter, coord *limiter.Coordinator, ui *dashboard.Dashboard) {
+	for _, app := range c.AppNames() {
+		for _, class := range config.Classes {
+			g.rate.WithLabelValues(app, class).Set(c.Apps[app].Rate(class))
+			g.share.WithLabelValues(app, class).Set(lim.Share(app, class))
+		}
+	}
+	g.replicas.Set(float64(coord.Replicas()))
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if st, err := js.Stream(cctx, n.DLQStream()); err == nil {
+		if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.DLQSubject(">"))); err == nil {
+			setByType(g.dlq, info.State.Subjects, n.DLQSubject(""))
+		}
+	}
+	st, err := js.Stream(cctx, n.JobsStream())
+	if err != nil {
+		return
+	}
+	sample := dashboard.BacklogSample{At: time.Now()}
+	byType := map[string]*dashboard.TypeBacklog{}
+	for _, spec := range jobs.Specs() { // known types show 0, not nothing
+		sample.Types = append(sample.Types, dashboard.TypeBacklog{Type: string(spec.Type)})
+	}
+	for i := range sample.Types {
+		byType[sample.Types[i].Type] = &sample.Types[i]
+	}
+	var unknown []dashboard.TypeBacklog // appended at the end: byType points into sample.Types
+	stored := false
+	if info, err := st.Info(cctx, jetstream.WithSubjectFilter(n.JobsWildcard())); err == nil {
+		stored = true
+		g.pending.Reset()
+		for _, spec := range jobs.Specs() {
+			g.pending.WithLabelValues(string(spec.Type)).Set(0)
+		}
+		for subj, cnt := range info.State.Subjects {
+			typ := strings.TrimPrefix(subj, n.Subject+".jobs.")
+			g.pending.WithLabelValues(typ).Set(float64(cnt))
+			if tb := byType[typ]; tb != nil {
+				tb.Stored = cnt
+			} else {
+				unknown = append(unknown, dashboard.TypeBacklog{Type: typ, Stored: cnt})
+			}
+		}
+	}
+	for _, spec := range jobs.Specs() {
+		name := n.Consumer(string(spec.Type))
+		if ci, err := st.Consumer(cctx, name); err == nil {
+			info := ci.CachedInfo()
+			if fresh, err := ci.Info(cctx); err == nil {
+				info = fresh
+			}
+			g.ackPending.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumAckPending))
+			g.redelivered.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumRedelivered))
+			if tb := byType[string(spec.Type)]; tb != nil {
+				tb.InFlight, tb.Redelivered = info.NumAckPending, info.NumRedelivered
+			}
+		}
+	}
+	if stored {
+		sample.Types = append(sample.Types, unknown...)
+		ui.RecordBacklog(sample)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/pushworker/pushworker/api"
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/dashboard"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
 	"github.com/pushworker/pushworker/notifystats"
@@ -181,12 +182,29 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	}
 	defer func() { _ = apiSvc.Stop() }()
 
+	var ui *dashboard.Dashboard
+	if c.UI {
+		// A connection of its own: while a page is open, every result flows to the dashboard.
+		uiNC, err := broker.Connect(c, natsURL, "pushworker-ui "+replica)
+		if err != nil {
+			return err
+		}
+		defer uiNC.Close()
+		if ui, err = dashboard.New(dashboard.Options{Config: c, NC: uiNC, Breakers: breakers, ReplicaID: replica, Version: Version, Logger: log}); err != nil {
+			return err
+		}
+	}
 	health := &health{nc: nc, js: js, c: c, breakers: breakers, worker: wk}
-	admin, err := startAdmin(c.AdminAddr, c.PProf, reg, health)
+	admin, err := startAdmin(c.AdminAddr, c.PProf, reg, health, ui)
 	if err != nil {
 		return err
 	}
-	log.Info().Str("addr", admin.Addr).Msg("admin HTTP server: /metrics /healthz /readyz")
+	if ui != nil {
+		log.Info().Str("addr", admin.Addr).Str("dashboard", dashboardURL(admin.Addr)).Bool("admin_token", !c.UIAdminToken.IsZero()).
+			Msg("admin HTTP server: /metrics /healthz /readyz and the dashboard")
+	} else {
+		log.Info().Str("addr", admin.Addr).Msg("admin HTTP server: /metrics /healthz /readyz")
+	}
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -194,7 +212,16 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	var coordErr error
 	wg.Add(4)
 	go func() { defer wg.Done(); health.run(runCtx) }()
-	go func() { defer wg.Done(); gauges.sample(runCtx, js, c, lim, coord) }()
+	go func() { defer wg.Done(); gauges.sample(runCtx, js, c, lim, coord, ui) }()
+	if ui != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ui.Run(runCtx); err != nil {
+				log.Warn().Err(err).Msg("dashboard stopped")
+			}
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		if err := poller.Run(runCtx); err != nil {
@@ -203,7 +230,7 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 	}()
 	go func() { defer wg.Done(); coordErr = coord.Run(runCtx) }()
 	if c.Sandbox {
-		logFirstJob(log, c, natsURL)
+		logFirstJob(log, c, natsURL, ui, admin.Addr)
 	}
 	err = wk.Run(ctx)
 	stop()
@@ -271,12 +298,31 @@ func startSandbox(c config.Config) (*sandbox.Server, config.Config, error) {
 	return sb, c, nil
 }
 
-func logFirstJob(log zerolog.Logger, c config.Config, natsURL string) {
+func logFirstJob(log zerolog.Logger, c config.Config, natsURL string, ui *dashboard.Dashboard, adminAddr string) {
 	subj := c.SubjectPrefix
-	log.Info().Msg("sandbox ready. Send a first job and watch its result:\n" +
+	msg := "sandbox ready. Send a first job and watch its result:\n" +
 		"  nats --server " + natsURL + " sub '" + subj + ".results.>' &\n" +
 		"  nats --server " + natsURL + " pub " + subj + ".jobs.p2p '{\"request_id\":\"hello-1\",\"payload\":{\"fromAccount\":\"shop\",\"toAccount\":\"u42\",\"msg\":\"hello\"}}'\n" +
-		"or: go run ./cmd/pushctl send p2p --from shop --to u42 --msg hello --wait")
+		"or: go run ./cmd/pushctl send p2p --from shop --to u42 --msg hello --wait"
+	ev := log.Info()
+	if ui != nil {
+		msg += "\nand watch it on the dashboard: " + dashboardURL(adminAddr)
+		ev = ev.Str("dashboard", dashboardURL(adminAddr))
+	}
+	ev.Msg(msg)
+}
+
+// dashboardURL is the dashboard's address on the admin server: a wildcard listen address
+// is shown as the loopback one.
+func dashboardURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + "/ui/"
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/ui/"
 }
 
 func replicaID() string {
@@ -294,9 +340,14 @@ func replicaID() string {
 	return h + "-" + id[len(id)-8:]
 }
 
-// startAdmin serves /metrics, /healthz and /readyz.
-func startAdmin(addr string, pprofOn bool, reg *prometheus.Registry, h *health) (*http.Server, error) {
+// startAdmin serves /metrics, /healthz and /readyz, and the dashboard on /ui/ (with / sent
+// there) when ui is not nil.
+func startAdmin(addr string, pprofOn bool, reg *prometheus.Registry, h *health, ui *dashboard.Dashboard) (*http.Server, error) {
 	mux := http.NewServeMux()
+	if ui != nil {
+		mux.Handle("/ui/", ui.Handler())
+		mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", h.healthz)
 	mux.HandleFunc("/readyz", h.readyz)

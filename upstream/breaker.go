@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/pushworker/pushworker/jobs"
 )
 
 // Errors returned by Gate.Allow.
@@ -40,6 +42,15 @@ type GateState struct {
 	Paused              bool // configuration breaker not closed
 	Since               time.Time
 	Detail              string // the last configuration answer
+
+	// LastFailure is the detail of the last call that failed for a retryable or
+	// configuration reason (already scrubbed of secrets), at LastFailureAt, with the
+	// upstream's answer when there was one.
+	LastFailure   string
+	LastFailureAt time.Time
+	LastAnswer    *jobs.UpstreamAnswer
+	// RemoteUntil is set while another replica's open breaker holds this gate closed.
+	RemoteUntil time.Time
 }
 
 // Breakers holds one Gate per app, upstream and host.
@@ -152,10 +163,14 @@ func (g *Gate) Allow() (done func(Outcome), wait time.Duration, err error) {
 			if o.Err != nil {
 				g.state.Detail = o.Err.Detail
 			}
+			g.noteFailure(o)
 			g.mu.Unlock()
 			confDone(errConfig)
 			availDone(errExcluded)
 		case o.Kind == Retryable && !o.RateLimited:
+			g.mu.Lock()
+			g.noteFailure(o)
+			g.mu.Unlock()
 			confDone(errExcluded)
 			availDone(errUnavailable)
 		default:
@@ -163,6 +178,18 @@ func (g *Gate) Allow() (done func(Outcome), wait time.Duration, err error) {
 			availDone(nil)
 		}
 	}, 0, nil
+}
+
+// noteFailure records a failed call's detail and answer for State. g.mu must be held.
+func (g *Gate) noteFailure(o Outcome) {
+	g.state.LastFailure, g.state.LastFailureAt, g.state.LastAnswer = "", time.Now(), nil
+	if o.Err != nil {
+		g.state.LastFailure = o.Err.Detail
+	}
+	if o.Answer != nil {
+		a := *o.Answer
+		g.state.LastAnswer = &a
+	}
 }
 
 // ClearRemote ends an opening that came from another replica (its probe succeeded).
@@ -185,7 +212,11 @@ func (g *Gate) OpenUntil(t time.Time) {
 func (g *Gate) State() GateState {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.state
+	st := g.state
+	if time.Now().Before(g.remote) {
+		st.RemoteUntil = g.remote
+	}
+	return st
 }
 
 // States returns the state of every gate, sorted by app, upstream and host.

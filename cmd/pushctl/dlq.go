@@ -9,14 +9,11 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/pushworker/pushworker/jobs"
+	"github.com/pushworker/pushworker/dlq"
 )
 
 const dlqUsage = `list [--type T] [--kind K] [--since D] | show <seq> | replay [--type T] [--kind K] [--since D] [--seq N ...] [--dry-run]`
@@ -43,64 +40,30 @@ func runDLQ(ctx context.Context, a *app, args []string) int {
 	return a.usageErr("unknown dlq command %q: want list, show or replay", args[0])
 }
 
-// dlqFilter selects DLQ entries.
+// dlqFilter is the command line form of a dlq.Filter.
 type dlqFilter struct {
-	typ, kind, requestID, since string
-	from                        time.Time
+	dlq.Filter
+	since string
 }
 
 func (f *dlqFilter) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.typ, "type", "", "only entries of this job type")
-	fs.StringVar(&f.kind, "kind", "", "only entries with this error kind (e.g. upstream_unavailable)")
-	fs.StringVar(&f.requestID, "request-id", "", "only entries of this request id")
+	fs.StringVar(&f.Type, "type", "", "only entries of this job type")
+	fs.StringVar(&f.Kind, "kind", "", "only entries with this error kind (e.g. upstream_unavailable)")
+	fs.StringVar(&f.RequestID, "request-id", "", "only entries of this request id")
 	fs.StringVar(&f.since, "since", "", "only entries stored since this duration ago (1h) or RFC 3339 time")
 }
 
 func (f *dlqFilter) parse() error {
 	var err error
-	f.from, err = parseSince(f.since, time.Now())
-	if err == nil && f.typ != "" && !validSubjectToken(f.typ) {
-		err = fmt.Errorf("--type %q is not a job type", f.typ)
+	f.Since, err = parseSince(f.since, time.Now())
+	if err == nil && f.Type != "" && !validSubjectToken(f.Type) {
+		err = fmt.Errorf("--type %q is not a job type", f.Type)
 	}
 	return err
 }
 
 func (f *dlqFilter) readOpts(s *session) readOpts {
-	filter := s.names.Subject + ".dlq.>"
-	if f.typ != "" {
-		filter = s.names.DLQSubject(f.typ)
-	}
-	return readOpts{stream: s.names.DLQStream(), filters: []string{filter}, since: f.from}
-}
-
-func (f *dlqFilter) match(e *jobs.DLQEntry) bool {
-	if f.kind != "" && (e.Result.Error == nil || string(e.Result.Error.Kind) != f.kind) {
-		return false
-	}
-	return f.requestID == "" || e.Result.RequestID == f.requestID
-}
-
-// dlqEntry is one stored DLQ message.
-type dlqEntry struct {
-	seq     uint64
-	time    time.Time
-	subject string // the DLQ subject
-	entry   jobs.DLQEntry
-	err     error // the data is not a DLQ entry
-}
-
-func decodeDLQ(seq uint64, t time.Time, subject string, data []byte) dlqEntry {
-	d := dlqEntry{seq: seq, time: t, subject: subject}
-	d.err = json.Unmarshal(data, &d.entry)
-	return d
-}
-
-// dlqType is the job type of an entry: its result's, else the DLQ subject's last token.
-func (d *dlqEntry) dlqType() string {
-	if d.entry.Result.Type != "" {
-		return d.entry.Result.Type
-	}
-	return d.subject[strings.LastIndexByte(d.subject, '.')+1:]
+	return readOpts{stream: s.names.DLQStream(), filters: []string{f.Subject(s.names)}, since: f.Since}
 }
 
 func (a *app) dlqList(ctx context.Context, args []string) int {
@@ -126,16 +89,16 @@ func (a *app) dlqList(ctx context.Context, args []string) int {
 		if err != nil {
 			return err
 		}
-		d := decodeDLQ(meta.Sequence.Stream, meta.Timestamp, m.Subject(), m.Data())
-		if d.err == nil && !f.match(&d.entry) {
+		d := dlq.Decode(meta.Sequence.Stream, meta.Timestamp, m.Subject(), m.Data())
+		if d.Err == nil && !f.Match(&d.Entry) {
 			return nil
 		}
-		if d.err != nil && (f.kind != "" || f.requestID != "") {
+		if d.Err != nil && (f.Kind != "" || f.RequestID != "") {
 			return nil
 		}
 		count++
 		if a.g.json {
-			writeJSONLine(a.stdout, map[string]any{"seq": d.seq, "time": d.time.UTC(), "dlq_subject": d.subject, "entry": json.RawMessage(compactOr(m.Data()))})
+			writeJSONLine(a.stdout, map[string]any{"seq": d.Seq, "time": d.Time.UTC(), "dlq_subject": d.Subject, "entry": json.RawMessage(compactOr(m.Data()))})
 			return nil
 		}
 		fmt.Fprintln(a.stdout, dlqLine(&d))
@@ -151,11 +114,11 @@ func (a *app) dlqList(ctx context.Context, args []string) int {
 }
 
 // dlqLine is the one-line form of a DLQ entry.
-func dlqLine(d *dlqEntry) string {
-	if d.err != nil {
-		return fmt.Sprintf("%d  %s  %s  (not a DLQ entry: %v)", d.seq, fmtTime(d.time), d.subject, d.err)
+func dlqLine(d *dlq.Entry) string {
+	if d.Err != nil {
+		return fmt.Sprintf("%d  %s  %s  (not a DLQ entry: %v)", d.Seq, fmtTime(d.Time), d.Subject, d.Err)
 	}
-	r := &d.entry.Result
+	r := &d.Entry.Result
 	kind, detail := "-", ""
 	if r.Error != nil {
 		kind, detail = string(r.Error.Kind), r.Error.Detail
@@ -164,7 +127,7 @@ func dlqLine(d *dlqEntry) string {
 	if reqID == "" {
 		reqID = "-"
 	}
-	return fmt.Sprintf("%d  %s  %s  %s  %s  %s  %s", d.seq, fmtTime(d.time), d.dlqType(), reqID, r.Status, kind, detail)
+	return fmt.Sprintf("%d  %s  %s  %s  %s  %s  %s", d.Seq, fmtTime(d.Time), d.Type(), reqID, r.Status, kind, detail)
 }
 
 func (a *app) dlqShow(ctx context.Context, args []string) int {
@@ -198,11 +161,11 @@ func (a *app) dlqShow(ctx context.Context, args []string) int {
 		}
 		return a.fail(sess.streamErr(sess.names.DLQStream(), err))
 	}
-	d := decodeDLQ(raw.Sequence, raw.Time, raw.Subject, raw.Data)
-	if d.err != nil {
-		return a.fail(fmt.Errorf("message %d of %s is not a DLQ entry: %v", seq, sess.names.DLQStream(), d.err))
+	d := dlq.Decode(raw.Sequence, raw.Time, raw.Subject, raw.Data)
+	if d.Err != nil {
+		return a.fail(fmt.Errorf("message %d of %s is not a DLQ entry: %v", seq, sess.names.DLQStream(), d.Err))
 	}
-	out, err := showEntry(&d)
+	out, err := json.Marshal(dlq.Show(&d))
 	if err != nil {
 		return a.fail(err)
 	}
@@ -215,31 +178,6 @@ func (a *app) dlqShow(ctx context.Context, args []string) int {
 		_, _ = a.stdout.Write(buf.Bytes())
 	}
 	return exitOK
-}
-
-// showEntry is a DLQ entry for people: the original job bytes decoded (as JSON when they
-// are JSON, else as text, else as base64).
-func showEntry(d *dlqEntry) ([]byte, error) {
-	type shown struct {
-		Seq        uint64          `json:"seq"`
-		Time       time.Time       `json:"time"`
-		DLQSubject string          `json:"dlq_subject"`
-		Subject    string          `json:"subject"`
-		Data       json.RawMessage `json:"data,omitempty"`
-		DataText   string          `json:"data_text,omitempty"`
-		DataBase64 []byte          `json:"data_base64,omitempty"`
-		Result     jobs.Result     `json:"result"`
-	}
-	s := shown{Seq: d.seq, Time: d.time.UTC(), DLQSubject: d.subject, Subject: d.entry.Subject, Result: d.entry.Result}
-	switch data := d.entry.Data; {
-	case json.Valid(data):
-		s.Data = data
-	case utf8.Valid(data):
-		s.DataText = string(data)
-	default:
-		s.DataBase64 = data
-	}
-	return json.Marshal(s)
 }
 
 // replaySummary is the outcome of "dlq replay".
@@ -289,13 +227,13 @@ func (a *app) dlqReplay(ctx context.Context, args []string) int {
 	}
 
 	sum := replaySummary{DryRun: *dryRun}
-	replay := func(d *dlqEntry) {
+	replay := func(d *dlq.Entry) {
 		if err := a.replayOne(ctx, sess, st, d, *dryRun); err != nil {
 			sum.Failed++
 			if len(sum.Errors) < 20 {
 				sum.Errors = append(sum.Errors, err.Error())
 			}
-			var nd *notDeletedError
+			var nd *dlq.NotDeletedError
 			if errors.As(err, &nd) {
 				sum.Failed--
 				sum.Replayed++
@@ -329,7 +267,7 @@ func (a *app) dlqReplay(ctx context.Context, args []string) int {
 				}
 				continue
 			}
-			d := decodeDLQ(raw.Sequence, raw.Time, raw.Subject, raw.Data)
+			d := dlq.Decode(raw.Sequence, raw.Time, raw.Subject, raw.Data)
 			if !matchesDLQFilters(&f, &d, sess) {
 				continue
 			}
@@ -341,8 +279,8 @@ func (a *app) dlqReplay(ctx context.Context, args []string) int {
 			if err != nil {
 				return err
 			}
-			d := decodeDLQ(meta.Sequence.Stream, meta.Timestamp, m.Subject(), m.Data())
-			if d.err == nil && !f.match(&d.entry) {
+			d := dlq.Decode(meta.Sequence.Stream, meta.Timestamp, m.Subject(), m.Data())
+			if d.Err == nil && !f.Match(&d.Entry) {
 				return nil
 			}
 			replay(&d)
@@ -374,82 +312,35 @@ func (a *app) dlqReplay(ctx context.Context, args []string) int {
 
 // matchesDLQFilters applies --type, --since and the entry filters to an entry read by
 // sequence.
-func matchesDLQFilters(f *dlqFilter, d *dlqEntry, s *session) bool {
-	if f.typ != "" && d.subject != s.names.DLQSubject(f.typ) {
+func matchesDLQFilters(f *dlqFilter, d *dlq.Entry, s *session) bool {
+	if f.Type != "" && d.Subject != s.names.DLQSubject(f.Type) {
 		return false
 	}
-	if !f.from.IsZero() && d.time.Before(f.from) {
+	if !f.Since.IsZero() && d.Time.Before(f.Since) {
 		return false
 	}
-	return d.err != nil || f.match(&d.entry)
+	return d.Err != nil || f.Match(&d.Entry)
 }
 
-// notDeletedError reports a replayed entry that could not be deleted from the DLQ.
-type notDeletedError struct {
-	seq uint64
-	err error
-}
-
-func (e *notDeletedError) Error() string {
-	return fmt.Sprintf("DLQ entry %d was replayed but could not be deleted (delete it with nats stream rmm, or it is replayed again): %v", e.seq, e.err)
-}
-
-// replayOne publishes an entry's original bytes to its original subject, waits for the
-// stream's ack and only then deletes the entry from the DLQ. No Nats-Msg-Id is set: the
-// jobs stream's duplicate window would drop a replay of a job published minutes ago.
-func (a *app) replayOne(ctx context.Context, sess *session, dlq jetstream.Stream, d *dlqEntry, dryRun bool) error {
-	if d.err != nil {
-		return fmt.Errorf("DLQ entry %d is not a DLQ entry: %v", d.seq, d.err)
-	}
-	e := &d.entry
-	jobPrefix := sess.names.Subject + ".jobs."
-	if !strings.HasPrefix(e.Subject, jobPrefix) || len(e.Subject) == len(jobPrefix) || strings.ContainsAny(e.Subject, "*> ") {
-		return fmt.Errorf("DLQ entry %d: subject %q is not a job subject under %s", d.seq, e.Subject, jobPrefix)
-	}
-	if len(e.Data) == 0 {
-		if e.Omitted != "" {
-			return fmt.Errorf("DLQ entry %d has no job data (omitted %s): send the job again from its producer", d.seq, e.Omitted)
-		}
-		return fmt.Errorf("DLQ entry %d has no job data", d.seq)
-	}
-	if e.Result.Error != nil && e.Result.Error.Kind == jobs.KindCredentialsInJob {
-		return fmt.Errorf("DLQ entry %d: the job carried credentials, which the DLQ holds redacted; it would be rejected again: fix the producer and send it anew", d.seq)
-	}
-	reqID := e.Result.RequestID
-	idNote := "request id " + reqID
-	if reqID == "" || reqID == fmt.Sprintf("seq-%d", e.Result.JobSeq) {
-		idNote = "no request id: the worker gives it seq-<new stream sequence>"
-	}
+// replayOne replays one entry through dlq.Replay (the dashboard's replay goes the same
+// way), or with dryRun only says what it would do.
+func (a *app) replayOne(ctx context.Context, sess *session, st jetstream.Stream, d *dlq.Entry, dryRun bool) error {
 	if dryRun {
+		p, err := dlq.PlanReplay(sess.names, d)
+		if err != nil {
+			return err
+		}
 		if !a.g.json {
-			fmt.Fprintf(a.stdout, "would replay DLQ entry %d to %s (%s, %d bytes)\n", d.seq, e.Subject, idNote, len(e.Data))
+			fmt.Fprintf(a.stdout, "would replay DLQ entry %d to %s (%s, %d bytes)\n", d.Seq, p.Subject, p.IDNote, len(p.Data))
 		}
 		return nil
 	}
-	m := nats.NewMsg(e.Subject)
-	m.Data = e.Data
-	// Keep the job's request id even when it came from a header of the original message
-	// (not from its bytes); an id made from the old stream sequence means "none".
-	if reqID != "" && reqID != fmt.Sprintf("seq-%d", e.Result.JobSeq) {
-		m.Header.Set(jobs.HeaderRequestID, reqID)
-	}
-	pctx, cancel := apiContext(ctx)
-	ack, err := sess.js.PublishMsg(pctx, m)
-	cancel()
+	p, ack, err := dlq.Replay(ctx, sess.js, st, sess.names, d)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoStreamResponse) {
-			err = sess.streamErr(sess.names.JobsStream(), err)
-		}
-		return fmt.Errorf("DLQ entry %d not replayed: %w", d.seq, err)
-	}
-	dctx, cancel := apiContext(ctx)
-	err = dlq.DeleteMsg(dctx, d.seq)
-	cancel()
-	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return &notDeletedError{seq: d.seq, err: err}
+		return err
 	}
 	if !a.g.json {
-		fmt.Fprintf(a.stdout, "replayed DLQ entry %d to %s (%s) as %s seq %d\n", d.seq, e.Subject, idNote, ack.Stream, ack.Sequence)
+		fmt.Fprintf(a.stdout, "replayed DLQ entry %d to %s (%s) as %s seq %d\n", d.Seq, p.Subject, p.IDNote, ack.Stream, ack.Sequence)
 	}
 	return nil
 }

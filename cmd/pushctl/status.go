@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/pushworker/pushworker/limiter"
 )
 
 // pingWait is how long status collects the answers of service instances.
@@ -279,16 +281,8 @@ func (a *app) printStatus(s *session, rep *statusReport) {
 // limiterBudgets reads the per-(app, class) budgets of a limiter heartbeat, one line each;
 // nil when the value has another shape (then the raw value is shown).
 func limiterBudgets(v json.RawMessage) []string {
-	var hb struct {
-		Budgets []struct {
-			App    string  `json:"app"`
-			Class  string  `json:"class"`
-			Used   float64 `json:"used"`
-			Hungry bool    `json:"hungry"`
-			Share  float64 `json:"share"`
-		} `json:"budgets"`
-	}
-	if json.Unmarshal(v, &hb) != nil {
+	hb, err := limiter.DecodeHeartbeat(v)
+	if err != nil {
 		return nil
 	}
 	var out []string

@@ -45,7 +45,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(h.ctx(), "replica-b", []byte(`{"replica":"replica-b","peers":["replica-a","replica-b"],`+
-		`"budgets":[{"app":"default","class":"p2p","used":0.25,"hungry":true,"share":0.5}]}`)); err != nil { // the limiter's heartbeat
+		`"budgets":[{"app":"default","class":"p2p","used":0.25,"hungry":true,"claim":0.5}]}`)); err != nil { // the limiter's heartbeat
 		t.Fatal(err)
 	}
 	svc, err := micro.AddService(h.nc, micro.Config{Name: "pushworker", Version: "1.2.3"})
