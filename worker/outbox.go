@@ -54,9 +54,9 @@ type outMsg struct {
 const (
 	// outboxBatch bounds a batch, far below the client's limit of pending async publishes.
 	outboxBatch = 256
-	// outboxLinger is how long the first write of a batch waits for others: about one
-	// release tick of the limiter, whose group of jobs finishes within it.
-	outboxLinger = 5 * time.Millisecond
+	// outboxLinger is the grid a batch goes out on: the limiter's release grid (maxTick),
+	// so that a batch leaves in the same wake-up as the next group of calls.
+	outboxLinger = 10 * time.Millisecond
 )
 
 func newOutbox(js jetstream.JetStream, log zerolog.Logger, m *Metrics, linger time.Duration) *outbox {
@@ -116,7 +116,7 @@ func (o *outbox) loop() {
 			return
 		}
 		batch := append(make([]*outItem, 0, 16), it)
-		timer.Reset(o.linger)
+		timer.Reset(untilGrid(time.Now(), o.linger))
 	gather:
 		for len(batch) < outboxBatch {
 			select {
@@ -211,4 +211,16 @@ func (w *Worker) settle(j *job, term bool) {
 		return
 	}
 	w.out.doSettle(&outItem{settle: j.msg, term: term})
+}
+
+// untilGrid returns how long from now to the next multiple of grid (wall clock), at least
+// a tenth of it: the limiter releases its groups on such a grid too, so a batch goes out
+// in the same wake-up as the next group of calls.
+func untilGrid(now time.Time, grid time.Duration) time.Duration {
+	g := int64(grid)
+	d := time.Duration(g - now.UnixNano()%g)
+	if d < grid/10 {
+		d += grid
+	}
+	return d
 }
