@@ -18,6 +18,9 @@
 //     sandbox: jobs/s from the first result to the last (publish → upstream → result →
 //     ack), worker CPU time per job and peak RSS (/proc), and the CPU split between the
 //     processes.
+//   - throttled: a backlog of --precision-seconds of p2p jobs at --precision-rate (1,000/s),
+//     one worker: its CPU per job and nats-server's, beside the drain's of the same run (a
+//     job waiting for budget should cost no more than a drained one).
 //   - latency: p2p jobs published at a steady --latency-rate (2,000/s) for --duration;
 //     publish → result receipt p50/p99/p99.9.
 //   - precision: three classes (p2p, p2t, ucs) limited to 1,000 tokens/s in the worker and
@@ -76,7 +79,7 @@ type options struct {
 	workerBin        string
 }
 
-var allScenarios = []string{"raw", "drain", "latency", "precision", "memory"}
+var allScenarios = []string{"raw", "drain", "throttled", "latency", "precision", "memory"}
 
 type bench struct {
 	o          *options
@@ -91,6 +94,7 @@ type bench struct {
 	errors     []string
 	notes      []string
 	ceil       ceilings
+	drainCPU   struct{ worker, nats time.Duration } // per job, once the drain ran
 }
 
 // ceilings are the raw figures of this machine, once measured.
@@ -236,6 +240,7 @@ func run(ctx context.Context, o *options) int {
 	}{
 		{"raw", b.raw},
 		{"drain", b.drain},
+		{"throttled", b.throttled},
 		{"latency", b.latency},
 		{"precision", b.precision},
 		{"memory", b.memory},

@@ -98,6 +98,7 @@ func (b *bench) drain(ctx context.Context) error {
 	b.add(row{Scenario: "drain", Metric: "worker peak RSS (VmHWM)", Value: fmtMiB(hwm), Num: mib(hwm), Unit: "MiB",
 		Target: "≤ " + fmtMiB(targetRSS), Verdict: verdict(hwm <= targetRSS)})
 	b.cpuSplit("drain", a, z, jobsDone)
+	b.drainCPU.worker, b.drainCPU.nats = wcpu, perJob(cpu("nats"))
 	if verr == nil {
 		in, out := float64(v1.InMsgs-v0.InMsgs)/float64(n), float64(v1.OutMsgs-v0.OutMsgs)/float64(n)
 		b.add(row{Scenario: "drain", Metric: "NATS messages per job, in / out (server counters)", Value: fmt.Sprintf("%.1f / %.1f", in, out), Num: in, Unit: "msgs in",
@@ -106,6 +107,61 @@ func (b *bench) drain(ctx context.Context) error {
 	b.add(row{Scenario: "drain", Metric: "backlog publish (async, before the workers start)", Value: fmtRate(float64(n) / pub.Seconds()), Num: float64(n) / pub.Seconds(), Unit: "jobs/s",
 		Ceiling: ceilingRatio(float64(n)/pub.Seconds(), b.ceil.publish, "async publish")})
 	b.resultStatus("drain", snap)
+	return nil
+}
+
+// throttled: what a job costs while a backlog waits for budget, the case users pay for
+// (MIMC allows 1,000/s per class): a backlog of --precision-seconds at --precision-rate
+// drained by one worker, and the worker's and nats-server's CPU per job beside the drain's
+// of the same run.
+func (b *bench) throttled(ctx context.Context) error {
+	rate := b.o.precisionRate
+	e, err := newEnv(ctx, b, "throttled", envOptions{sandbox: true, sandboxRate: rate})
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	n := int(rate) * b.o.precisionSeconds
+	g := jobGen{run: "thr", types: []jobs.Type{jobs.P2P}}
+	e.res.expect(g.run, n, false)
+	if _, err := e.publishBacklog(ctx, g, n); err != nil {
+		return err
+	}
+	logf("throttled: %d p2p jobs (%d s at %s) waiting; starting 1 worker", n, b.o.precisionSeconds, fmtRate(rate))
+	smp := e.startSampler(250 * time.Millisecond)
+	if err := e.startWorkers(ctx, 1, workerSettings{rate: rate}); err != nil {
+		smp.finish()
+		return err
+	}
+	waitProfile := e.profileCPU("throttled", b.o.profileSeconds)
+	err = e.wait(ctx, "throttled", 30*time.Second)
+	samples := smp.finish()
+	waitProfile()
+	if err != nil {
+		return err
+	}
+	a, z := steadyWindow(samples, n)
+	done := z.results - a.results
+	if done <= 0 {
+		return fmt.Errorf("throttled: no results in the steady window")
+	}
+	per := func(prefix string) time.Duration { return cpuDelta(a, z, prefix) / time.Duration(done) }
+	for _, p := range []struct {
+		name, prefix string
+		drain        time.Duration
+	}{{"worker", "worker-", b.drainCPU.worker}, {"nats-server", "nats", b.drainCPU.nats}} {
+		v := per(p.prefix)
+		r := row{Scenario: "throttled", Metric: fmt.Sprintf("%s CPU per job at %s with a backlog", p.name, fmtRate(rate)),
+			Value: fmtDur(v), Num: float64(v) / 1e3, Unit: "µs"}
+		if p.drain > 0 {
+			r.Target = fmt.Sprintf("≤ the drain's %s", fmtDur(p.drain))
+			r.Verdict = verdict(v <= p.drain)
+			r.Ceiling = fmt.Sprintf("%.2f × the drain's", float64(v)/float64(p.drain))
+		}
+		b.add(r)
+	}
+	b.cpuSplit("throttled", a, z, done)
+	b.resultStatus("throttled", e.res.snapshot())
 	return nil
 }
 
