@@ -30,6 +30,7 @@ type job struct {
 	rev       uint64  // its KV revision
 	touched   time.Time
 	throttled bool       // its class is held by the rate: its NATS writes go through the outbox
+	slot      bool       // holds a concurrency slot (see releaseSlot)
 	span      trace.Span // this delivery's span; nil when tracing is off
 }
 
@@ -59,6 +60,7 @@ func (w *Worker) handle(soft, hard context.Context, msg jetstream.Msg) {
 		return
 	}
 	defer w.active.Delete(j.seq)
+	defer w.releaseSlot(j) // after finish, also the one of a panic below
 	w.m.inflight.Inc()
 	defer w.m.inflight.Dec()
 	if w.tr != nil {
@@ -235,10 +237,18 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	}
 	w.m.limiterWait.WithLabelValues(spec.Class).Observe(time.Since(start).Seconds())
 	j.throttled = j.throttled || w.o.Limiter.Throttled(d.App, spec.Class)
-	if !w.acquireSlot(soft, j) {
-		return step{stopping: true}
+	if !j.slot { // a later call of a split job keeps the slot of the first
+		if !w.acquireSlot(soft, j) {
+			return step{stopping: true}
+		}
+		j.slot = true
 	}
-	defer func() { <-w.slots }()
+	called := false
+	defer func() {
+		if !called {
+			w.releaseSlot(j)
+		}
+	}()
 	if err := w.o.Limiter.Admit(soft, d.App, spec.Class, call.Weight); err != nil {
 		return step{stopping: true}
 	}
@@ -257,9 +267,10 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 
 	w.m.tokens.WithLabelValues(d.App, spec.Class).Add(float64(call.Weight))
 	t0 := time.Now()
-	called := w.traceCall(j, spec)
+	traced := w.traceCall(j, spec)
+	called = true // the slot is kept until the job's outcome is recorded (releaseSlot)
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)
-	called(out)
+	traced(out)
 	w.m.upstreamDuration.WithLabelValues(spec.Upstream, spec.Path, out.Kind.String()).Observe(time.Since(t0).Seconds())
 	done(out)
 	if out.RateLimited {
@@ -275,6 +286,18 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 		return step{delay: jitter(w.o.Breakers.ProbeEvery()), reason: "paused"}
 	}
 	return step{out: out}
+}
+
+// releaseSlot gives back the job's concurrency slot, if it holds one. A job that called the
+// upstream keeps its slot until its outcome is recorded (or it is handed back): the answers
+// not yet recorded, the ones a worker's death would send again, are then never more than
+// PUSH_CONCURRENCY, also while a throttled job's record waits for its outbox batch or NATS
+// is slow to take it.
+func (w *Worker) releaseSlot(j *job) {
+	if j.slot {
+		j.slot = false
+		<-w.slots
+	}
 }
 
 func (w *Worker) acquireSlot(soft context.Context, j *job) (ok bool) {
