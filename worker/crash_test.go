@@ -1,11 +1,13 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/jobs"
 )
 
@@ -124,6 +126,44 @@ func TestGracefulShutdownHandsBackAndFinishes(t *testing.T) {
 	for id, rs := range got {
 		if len(rs) != 1 || rs[0].Status != jobs.StatusSent || rs[0].Duplicate {
 			t.Fatalf("%s: %d results, first %+v", id, len(rs), rs[0])
+		}
+	}
+}
+
+// TestSlotHeldUntilRecorded: a job keeps its concurrency slot from its call until its
+// outcome is recorded, so the answers a worker's death would send again never exceed
+// PUSH_CONCURRENCY: with one slot and the results stream gone (NATS cannot take the first
+// job's record), a second job is not sent until the first is recorded.
+func TestSlotHeldUntilRecorded(t *testing.T) {
+	e := newEnv(t, map[string]string{"PUSH_CONCURRENCY": "1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.js.DeleteStream(ctx, "PUSH_RESULTS"); err != nil {
+		t.Fatal(err)
+	}
+	job := func(id string) map[string]any {
+		return map[string]any{"request_id": id, "payload": map[string]any{"fromAccount": "a", "toAccount": "b", "msg": id}}
+	}
+	e.publish("p2p", job("first"))
+	waitFor(t, 10*time.Second, "the first call", func() bool { return upstreamCallsByID(e)["first"] == 1 })
+	e.publish("p2p", job("second"))
+	time.Sleep(time.Second)
+	if n := upstreamCallsByID(e)["second"]; n != 0 {
+		t.Fatalf("the second job was sent %d times while the first one's answer was not recorded", n)
+	}
+	if err := broker.EnsureStreams(ctx, e.js, e.cfg); err != nil {
+		t.Fatal(err)
+	}
+	// (The test's core subscription also sees the result publishes that JetStream refused
+	// while the stream was gone: several copies of one result, all alike.)
+	for id, rs := range e.collect(2, 20*time.Second) {
+		if rs[0].Status != jobs.StatusSent {
+			t.Fatalf("%s: %+v", id, rs[0])
+		}
+	}
+	for id, n := range upstreamCallsByID(e) {
+		if n != 1 {
+			t.Fatalf("%s reached the upstream %d times", id, n)
 		}
 	}
 }
