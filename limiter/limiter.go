@@ -9,6 +9,7 @@ package limiter
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,7 @@ type Limiter struct {
 	log     zerolog.Logger
 	hbEvery time.Duration
 	base    time.Time // monotonic origin of penalty deadlines
+	phase   int64     // see Phase
 
 	mu      sync.Mutex                     // serializes entry creation
 	entries atomic.Pointer[map[key]*entry] // copy on write: read without locks
@@ -83,6 +85,7 @@ type entry struct {
 	waiting   atomic.Int64 // callers in Wait now
 
 	delayedAt atomic.Int64 // when a caller last had to wait for tokens (since Limiter.base)
+	phase     int64        // the limiter's (see Phase)
 }
 
 // bucket is one generation of an entry's token bucket. It is never changed in place: a
@@ -93,6 +96,7 @@ type bucket struct {
 	rate    float64       // tokens per second: the entry's rate times share
 	burst   int
 	tick    int64 // nanoseconds the bucket takes to refill its burst: the release grid
+	phase   int64 // the grid's offset (Limiter.Phase)
 	share   float64
 	changed chan struct{}
 }
@@ -107,12 +111,17 @@ func (b *bucket) onTick(t time.Time) time.Time {
 	if b.tick <= 1 {
 		return t
 	}
-	ns := t.UnixNano()
+	ns := t.UnixNano() - b.phase
 	if r := ns % b.tick; r != 0 {
 		ns += b.tick - r
 	}
-	return time.Unix(0, ns)
+	return time.Unix(0, ns+b.phase)
 }
+
+// Phase is where this limiter's release grid starts within maxTick (wall clock): random
+// per replica, so that the replicas' groups reach the upstream one after another instead
+// of all at the same instants. The worker sends its batched NATS writes on the same grid.
+func (l *Limiter) Phase() time.Duration { return time.Duration(l.phase) }
 
 // New returns a Limiter. Each (app, class) gets its bucket on first use.
 func New(opts Options) *Limiter {
@@ -121,6 +130,7 @@ func New(opts Options) *Limiter {
 		log:     opts.Logger,
 		hbEvery: opts.HeartbeatEvery,
 		base:    time.Now(),
+		phase:   rand.Int64N(int64(maxTick)),
 		created: make(chan struct{}, 1),
 	}
 	if l.hbEvery <= 0 {
@@ -308,7 +318,7 @@ func (l *Limiter) entry(app, class string) *entry {
 			return e
 		}
 	}
-	e := &entry{app: app, class: class}
+	e := &entry{app: app, class: class, phase: l.phase}
 	if l.rateOf != nil {
 		if r := l.rateOf(app, class); r > 0 && !math.IsInf(r, 1) {
 			e.rate = r
@@ -371,6 +381,7 @@ func (e *entry) newBucket(share float64, now time.Time, full bool) *bucket {
 	r := e.rate * share
 	b.rate, b.burst = r, burstFor(r)
 	b.tick = min(int64(float64(b.burst)/r*float64(time.Second)), int64(maxTick))
+	b.phase = e.phase
 	if full {
 		b.lim = rate.NewLimiter(rate.Limit(r), b.burst)
 	} else {

@@ -25,6 +25,7 @@ type outbox struct {
 	js     jetstream.JetStream
 	log    zerolog.Logger
 	linger time.Duration
+	phase  time.Duration // of the limiter's release grid
 	m      *Metrics
 	in     chan *outItem
 	acks   chan []*outItem // published batches, whose acknowledgements await collects
@@ -59,8 +60,8 @@ const (
 	outboxLinger = 10 * time.Millisecond
 )
 
-func newOutbox(js jetstream.JetStream, log zerolog.Logger, m *Metrics, linger time.Duration) *outbox {
-	o := &outbox{js: js, log: log, linger: linger, m: m, in: make(chan *outItem, outboxBatch),
+func newOutbox(js jetstream.JetStream, log zerolog.Logger, m *Metrics, linger, phase time.Duration) *outbox {
+	o := &outbox{js: js, log: log, linger: linger, phase: phase, m: m, in: make(chan *outItem, outboxBatch),
 		acks: make(chan []*outItem, 64), stopped: make(chan struct{})}
 	go o.loop()
 	go o.await()
@@ -116,7 +117,7 @@ func (o *outbox) loop() {
 			return
 		}
 		batch := append(make([]*outItem, 0, 16), it)
-		timer.Reset(untilGrid(time.Now(), o.linger))
+		timer.Reset(untilGrid(time.Now(), o.linger, o.phase))
 	gather:
 		for len(batch) < outboxBatch {
 			select {
@@ -213,12 +214,12 @@ func (w *Worker) settle(j *job, term bool) {
 	w.out.doSettle(&outItem{settle: j.msg, term: term})
 }
 
-// untilGrid returns how long from now to the next multiple of grid (wall clock), at least
-// a tenth of it: the limiter releases its groups on such a grid too, so a batch goes out
-// in the same wake-up as the next group of calls.
-func untilGrid(now time.Time, grid time.Duration) time.Duration {
+// untilGrid returns how long from now to the next point phase + k × grid (wall clock), at
+// least a tenth of grid: the limiter releases its groups on that grid too, so a batch goes
+// out in the same wake-up as the next group of calls.
+func untilGrid(now time.Time, grid, phase time.Duration) time.Duration {
 	g := int64(grid)
-	d := time.Duration(g - now.UnixNano()%g)
+	d := time.Duration(g - (now.UnixNano()-int64(phase))%g)
 	if d < grid/10 {
 		d += grid
 	}

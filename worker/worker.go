@@ -144,7 +144,11 @@ func (w *Worker) maxAckPending() int { return max(4*w.c.Concurrency, 64) }
 func (w *Worker) Run(ctx context.Context) error {
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
-	w.out = newOutbox(w.js, w.log, w.m, outboxLinger)
+	var phase time.Duration
+	if p, ok := w.o.Limiter.(interface{ Phase() time.Duration }); ok {
+		phase = p.Phase() // the limiter's release grid (limiter.Limiter.Phase)
+	}
+	w.out = newOutbox(w.js, w.log, w.m, outboxLinger, phase)
 	defer w.out.stop() // after every job: their acks go out before Run returns
 	var ccs []jetstream.ConsumeContext
 	for _, spec := range broker.ConsumerTypes() {
