@@ -14,6 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/pushworker/pushworker/broker"
@@ -67,6 +68,9 @@ type Worker struct {
 	m       *Metrics
 	ackWait time.Duration
 
+	holderPrefix string        // this process's part of record.Holder
+	holders      atomic.Uint64 // handlings so far
+
 	inflight  sync.WaitGroup
 	runner    *runner
 	active    sync.Map // stream sequences being handled here
@@ -94,6 +98,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
+		holderPrefix: nuid.Next(),
 	}
 	if d := w.maxRetryDelay(); d < w.c.RetryMax {
 		w.log.Warn().Dur("PUSH_RETRY_MAX", w.c.RetryMax).Dur("PUSH_DEDUP_TTL", w.c.DedupTTL).Dur("retry_max", d).
