@@ -177,7 +177,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 			j.rec = &rec
 			return claimDone, nil
 		case rec.owns(j):
-			if rec.Holder != "" && time.Since(rec.Updated) < w.ackWait {
+			if rec.Holder != "" && time.Since(rec.Updated) < w.holdFor() {
 				// Another handler of this very message may still be at work (it would
 				// have been redelivered only after an ack wait without a heartbeat, or
 				// by a consumer leader that lost the delivery): wait for its outcome.
@@ -253,6 +253,16 @@ func (w *Worker) saveRecord(ctx context.Context, j *job) error {
 	j.rev = rev
 	return nil
 }
+
+// minHold is the least time a holder of a message is presumed alive after it last wrote
+// its record: longer than a NATS cluster takes to elect new stream leaders after losing a
+// node (the chaos soak saw record writes fail for 6-13 s), during which a holder that has
+// the upstream's answer cannot record it.
+const minHold = 30 * time.Second
+
+// holdFor is how long a holder is presumed alive: the ack wait, at least minHold. A
+// message whose holder died is taken over that long after its claim.
+func (w *Worker) holdFor() time.Duration { return max(w.ackWait, minHold) }
 
 // newHolder returns a name for one handling of a message, unique across replicas.
 func (w *Worker) newHolder() string {

@@ -16,7 +16,7 @@ import (
 // The second copy finds the in-flight record of the very same message: while its holder
 // may be alive (the record is younger than the ack wait) it must wait for that holder's
 // outcome instead of calling the upstream. A record whose holder handed it back, or that
-// is older than the ack wait (the holder died), is taken over and sent.
+// is older than the ack wait and 30 s (the holder died), is taken over and sent.
 func TestMessageHeldElsewhereIsNotSentAgain(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -26,7 +26,8 @@ func TestMessageHeldElsewhereIsNotSentAgain(t *testing.T) {
 	}{
 		{"held by a live replica", "other-replica.1", 0, false},
 		{"handed back", "", 0, true},
-		{"holder gone for longer than the ack wait", "other-replica.1", 10 * time.Second, true},
+		{"held by a replica stuck for longer than the ack wait", "other-replica.1", 10 * time.Second, false},
+		{"holder gone for longer than 30 s", "other-replica.1", 31 * time.Second, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
