@@ -323,12 +323,15 @@ func (w *world) soak(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	results, err := readResults(ctx, w.js)
-	if err != nil {
-		return 0, err
-	}
-	dlq, err := readDLQ(ctx, w.js)
-	if err != nil {
+	var results []resultRec
+	var dlq []dlqRec
+	if err := retry(ctx, 2*time.Minute, "reading PUSH_RESULTS and PUSH_DLQ", func() (err error) {
+		if results, err = readResults(ctx, w.js); err != nil {
+			return err
+		}
+		dlq, err = readDLQ(ctx, w.js)
+		return err
+	}); err != nil {
 		return 0, err
 	}
 	events, counts := in.snapshot()
@@ -416,6 +419,20 @@ func (w *world) quiesce(ctx context.Context) (uint64, error) {
 			return 0, ctx.Err()
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// retry runs f until it succeeds or d passes: the cluster may still be electing a leader
+// after the last node came back.
+func retry(ctx context.Context, d time.Duration, what string, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		logf("%s: %v; retrying", what, err)
+		sleepCtx(ctx, time.Second)
 	}
 }
 
