@@ -121,6 +121,10 @@ func TestChecks(t *testing.T) {
 		{"accepted twice", 2, func(in *checkInput) {
 			in.calls = append(in.calls, call{Slot: 3, At: at(5), Answered: at(5.01), Class: "p2p", Weight: 1, RequestID: "c", Status: 200, Accepted: true})
 		}},
+		{"accepted twice, the kill long before the call", 2, func(in *checkInput) {
+			in.calls = append(in.calls, call{Slot: 3, At: at(5), Answered: at(5.01), Class: "p2p", Weight: 1, RequestID: "c", Status: 200, Accepted: true})
+			in.events = append(in.events, event{At: at(0.5), Kind: faultWorkerKill, Slot: 2})
+		}},
 		{"accepted twice, the kill of another worker", 2, func(in *checkInput) {
 			in.calls = append(in.calls, call{Slot: 3, At: at(5), Answered: at(5.01), Class: "p2p", Weight: 1, RequestID: "c", Status: 200, Accepted: true})
 			in.events = append(in.events, event{At: at(2.02), Kind: faultWorkerKill, Slot: 1})
