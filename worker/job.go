@@ -237,6 +237,9 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	if !d.NotAfter.IsZero() && !time.Now().Before(d.NotAfter) {
 		return step{expired: true}
 	}
+	if w.recordsStuck(time.Now()) {
+		return step{delay: jitter(time.Second), reason: "unrecorded"}
+	}
 	done, wait, err := gate.Allow()
 	if err != nil {
 		reason := "breaker"

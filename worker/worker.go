@@ -70,6 +70,11 @@ type Worker struct {
 
 	holderPrefix string        // this process's part of record.Holder
 	holders      atomic.Uint64 // handlings so far
+	// Finishing writes (persist): how many are under way, when the first of a run of them
+	// began and when the last one went through (unix ns), for recordsStuck.
+	persistPending atomic.Int64
+	persistFirstAt atomic.Int64
+	persistDoneAt  atomic.Int64
 
 	inflight  sync.WaitGroup
 	runner    *runner
