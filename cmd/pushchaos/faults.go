@@ -185,6 +185,7 @@ func (in *injector) inject(ctx context.Context, f fault) {
 			return
 		}
 		p := s.proc()
+		s.expect()
 		count()
 		if f.Kind == faultWorkerKill {
 			at := time.Now()

@@ -25,8 +25,8 @@
 //   - no request id was accepted by the upstream twice, except in the crash window: the
 //     first acceptance made by a worker that was killed with SIGKILL after that call
 //     reached the upstream and within --crash-window of its answer (each one is listed);
-//   - no sliding second of upstream calls of a class held more than rate + 1 % + one
-//     replica's burst tokens;
+//   - no sliding second of upstream calls of a class held more than rate + 1 %
+//     (--rate-tolerance) + one replica's burst (or the heaviest call) tokens;
 //   - nothing is left in PUSH_JOBS;
 //   - DLQ entries exist only, and always, for jobs whose result is failed or rejected;
 //   - every SIGTERM ended with exit 0 within PUSH_SHUTDOWN_TIMEOUT.
@@ -75,6 +75,7 @@ type options struct {
 	dir             string
 	keep            bool
 	workerLogLevel  string
+	rateTolerance   float64
 }
 
 const (
@@ -92,7 +93,8 @@ func main() {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the fault schedule and the job mix")
 	fs.Float64Var(&o.rate, "rate", 100, "jobs published per second")
 	fs.Float64Var(&o.limit, "limit", 300, "PUSH_RATE_P2P, _P2T and _UCS of the workers and the sandbox's limit (tokens/s)")
-	fs.Float64Var(&o.notifyLimit, "notify-limit", 50, "PUSH_RATE_NOTIFY of the workers and the sandbox's notify limit")
+	fs.Float64Var(&o.notifyLimit, "notify-limit", 100, "PUSH_RATE_NOTIFY of the workers and the sandbox's notify limit")
+	fs.Float64Var(&o.rateTolerance, "rate-tolerance", 0.01, "excess over the rate a sliding second may hold besides one replica's burst (the README says 0.01, the contract 0.05)")
 	fs.DurationVar(&o.faultEvery, "fault-every", 5*time.Second, "mean time between faults")
 	fs.DurationVar(&o.settle, "settle", 5*time.Minute, "how long to wait for quiescence after the load")
 	fs.DurationVar(&o.crashWindow, "crash-window", 10*time.Second, "how long after a call's answer a kill -9 of its worker explains a second acceptance")
@@ -132,6 +134,46 @@ type world struct {
 
 	busyMu sync.Mutex
 	busy   map[int]bool // worker slots a fault is acting on
+
+	exitMu    sync.Mutex
+	selfExits []string // workers that exited by themselves, and why
+	closing   bool
+}
+
+// workerExited restarts a worker that exited by itself, a second later, and notes why it
+// exited (the last error line of its log).
+func (w *world) workerExited(s *workerSlot, p *proc) {
+	why := lastError(s.log)
+	w.exitMu.Lock()
+	closing := w.closing
+	if !closing {
+		w.selfExits = append(w.selfExits, fmt.Sprintf("%s exited by itself at +%s (%v): %s", s.name(), time.Since(logStart).Round(time.Millisecond), p.err, why))
+	}
+	w.exitMu.Unlock()
+	if closing {
+		return
+	}
+	logf("%s exited by itself (%v): %s; restarting it", s.name(), p.err, why)
+	time.Sleep(time.Second)
+	if err := s.start(); err != nil {
+		logf("restarting %s: %v", s.name(), err)
+	}
+}
+
+// lastError returns the message of the last error line of a worker's log.
+func lastError(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l struct{ Level, Error, Message string }
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && (l.Level == "error" || l.Level == "fatal") {
+			return l.Message + ": " + l.Error
+		}
+	}
+	return "no error line"
 }
 
 // pickWorker returns the slot wanted, or the next one up that no other fault acts on, and
@@ -176,6 +218,12 @@ func run(ctx context.Context, o options) int {
 }
 
 func (w *world) teardown() {
+	w.exitMu.Lock()
+	w.closing = true
+	w.exitMu.Unlock()
+	for _, s := range w.ws {
+		s.expect()
+	}
 	if w.nc != nil {
 		w.nc.Close()
 	}
@@ -254,6 +302,7 @@ func (w *world) soak(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		s.onExit = w.workerExited
 		w.ws = append(w.ws, s)
 	}
 	// The first worker creates the streams (3 replicas); the others join.
@@ -337,11 +386,13 @@ func (w *world) soak(ctx context.Context) (int, error) {
 	events, counts := in.snapshot()
 	sbStats := w.up.sb.Stats()
 	ci := checkInput{start: start, jobs: led.snapshot(), results: results, dlq: dlq, calls: w.up.snapshot(),
-		events: events, rates: rates, jobsLeft: left, crashWindow: o.crashWindow, stalls: w.up.stallList()}
+		events: events, rates: rates, jobsLeft: left, crashWindow: o.crashWindow, stalls: w.up.stallList(), rateTolerance: o.rateTolerance}
 	vs := check(ci)
 	w.writeTimeline(start, events)
 	w.writeCalls(start, ci.calls)
-	fmt.Print(report(o, ci, vs, counts, sbStats, l.errors, time.Since(start), machineBusy))
+	w.exitMu.Lock()
+	fmt.Print(w.report(o, ci, vs, counts, sbStats, l.errors, time.Since(start), machineBusy))
+	w.exitMu.Unlock()
 	if violations(vs) > 0 {
 		return 1, nil
 	}
@@ -562,7 +613,7 @@ func (w *world) writeCalls(start time.Time, calls []call) {
 }
 
 // report is the summary printed on stdout.
-func report(o options, in checkInput, vs []invariant, counts [numFaultKinds]int, st sandbox.Stats, pubErrors int, took time.Duration, busy float64) string {
+func (w *world) report(o options, in checkInput, vs []invariant, counts [numFaultKinds]int, st sandbox.Stats, pubErrors int, took time.Duration, busy float64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pushchaos: seed %d, %s of load at %.0f jobs/s (%s in all), %d NATS nodes (streams R3), %d workers, rates %.0f/s (notify %.0f/s); the machine's %d cores were %.0f %% busy during the load (all programs), load average %s\n",
 		o.seed, o.duration, o.rate, took.Round(time.Second), nodes, workers, o.limit, o.notifyLimit, runtime.NumCPU(), 100*busy, loadAvg())
@@ -632,6 +683,14 @@ func report(o options, in checkInput, vs []invariant, counts [numFaultKinds]int,
 	}
 	fmt.Fprintf(&b, "upstream: %d push calls, %d accepted, %d answered by injected faults; HTTP 429 from the sandbox's own limit: %s\n",
 		len(in.calls), accepted, st.Injected, strings.Join(limited, ", "))
+	if len(w.selfExits) == 0 {
+		fmt.Fprintln(&b, "workers that exited by themselves (restarted a second later): none")
+	} else {
+		fmt.Fprintf(&b, "workers that exited by themselves (restarted a second later): %d\n", len(w.selfExits))
+		for _, e := range w.selfExits {
+			fmt.Fprintf(&b, "  %s\n", e)
+		}
+	}
 	fmt.Fprintln(&b, "invariants:")
 	printInvariants(&b, vs, true)
 	if n := violations(vs); n > 0 {

