@@ -26,6 +26,7 @@ func runNode(args []string) int {
 	clusterPort := fs.Int("cluster-port", 0, "route port")
 	routes := fs.String("routes", "", "comma-separated route URLs of every node")
 	store := fs.String("store", "", "JetStream storage directory")
+	mon := fs.Int("http-port", 0, "monitoring port (/healthz)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,6 +40,8 @@ func runNode(args []string) int {
 		Logtime:    true,
 		Cluster:    server.ClusterOpts{Name: "pushchaos", Host: "127.0.0.1", Port: *clusterPort},
 		Routes:     server.RoutesFromStr(*routes),
+		HTTPHost:   "127.0.0.1",
+		HTTPPort:   *mon,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

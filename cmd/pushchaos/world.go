@@ -19,6 +19,7 @@ import (
 type node struct {
 	name              string
 	port, clusterPort int
+	monPort           int // /healthz
 	store, log        string
 	mu                sync.Mutex
 	p                 *proc
@@ -45,8 +46,12 @@ func newCluster(self, dir string, size int) (*cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		mp, err := freePort()
+		if err != nil {
+			return nil, err
+		}
 		name := fmt.Sprintf("n%d", i)
-		c.nodes = append(c.nodes, &node{name: name, port: p, clusterPort: cp,
+		c.nodes = append(c.nodes, &node{name: name, port: p, clusterPort: cp, monPort: mp,
 			store: filepath.Join(dir, name), log: filepath.Join(dir, name+".log")})
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(cp))
 	}
@@ -68,7 +73,7 @@ func (c *cluster) start(ctx context.Context, n *node) error {
 	ready := make(chan string, 1)
 	p, err := startProc("nats "+n.name, c.self, []string{nodeCommand,
 		"-name", n.name, "-port", strconv.Itoa(n.port), "-cluster-port", strconv.Itoa(n.clusterPort),
-		"-routes", c.routes, "-store", n.store}, childEnv(), n.log, ready)
+		"-routes", c.routes, "-store", n.store, "-http-port", strconv.Itoa(n.monPort)}, childEnv(), n.log, ready)
 	if err != nil {
 		return err
 	}
@@ -85,6 +90,20 @@ func (c *cluster) start(ctx context.Context, n *node) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// current reports whether the node's /healthz says its JetStream is current with the
+// cluster (it answers 503 "JetStream is not current with the meta leader" while a
+// restarted node catches up).
+func (n *node) current() bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(n.monPort) + "/healthz")
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // kill ends a node with SIGKILL.
