@@ -72,8 +72,26 @@ func (n Names) ControlSubject(s string) string { return n.Subject + ".internal."
 func (n Names) Consumer(jobType string) string { return "pushworker-" + jobType }
 
 // StartEmbedded starts an in-process NATS server with JetStream, listening on
-// PUSH_EMBEDDED_LISTEN and storing in PUSH_DATA_DIR.
+// PUSH_EMBEDDED_LISTEN and storing in PUSH_DATA_DIR, synced as PUSH_EMBEDDED_SYNC says.
 func StartEmbedded(c config.Config) (*server.Server, error) {
+	opts, err := embeddedOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start on %s (is the port in use? set PUSH_EMBEDDED_LISTEN)", c.EmbeddedListen)
+	}
+	return s, nil
+}
+
+// embeddedOptions are the options of the embedded server of c.
+func embeddedOptions(c config.Config) (*server.Options, error) {
 	host, portS, err := net.SplitHostPort(c.EmbeddedListen)
 	if err != nil {
 		return nil, &config.Error{Var: "PUSH_EMBEDDED_LISTEN", Msg: err.Error()}
@@ -95,16 +113,12 @@ func StartEmbedded(c config.Config) (*server.Server, error) {
 		MaxPayload: maxPayload,
 		NoSigs:     true,
 	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS server: %w", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(15 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded NATS server did not start on %s (is the port in use? set PUSH_EMBEDDED_LISTEN)", c.EmbeddedListen)
-	}
-	return s, nil
+	// As the server's own configuration file reads "sync_interval: always": SyncAlways with
+	// the default interval for the background sync of the other files.
+	always, interval := c.EmbeddedSyncPolicy()
+	opts.SyncAlways = always
+	opts.SyncInterval = interval
+	return opts, nil
 }
 
 // Connect connects to url with the authentication and TLS settings of c.

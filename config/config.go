@@ -44,6 +44,10 @@ type Config struct {
 
 	EmbeddedListen string `envconfig:"PUSH_EMBEDDED_LISTEN" default:"127.0.0.1:4222"`
 	DataDir        string `envconfig:"PUSH_DATA_DIR" default:"./data"`
+	// EmbeddedSync is how the embedded server's file store reaches the disk: empty for the
+	// server's default (fsync every 2 minutes), "always" to fsync every write before it is
+	// acknowledged, or a duration between fsyncs. See EmbeddedSyncPolicy.
+	EmbeddedSync string `envconfig:"PUSH_EMBEDDED_SYNC"`
 
 	MIMCURL       string `envconfig:"PUSH_MIMC_URL" default:"https://mimc.chat.xiaomi.net"`
 	MIMCAppID     string `envconfig:"PUSH_MIMC_APP_ID"`
@@ -372,6 +376,9 @@ func (c *Config) validate() error {
 	if c.EmbeddedListen == "" {
 		return &Error{Var: "PUSH_EMBEDDED_LISTEN", Msg: "must be host:port"}
 	}
+	if _, _, err := parseSync(c.EmbeddedSync); err != nil {
+		return &Error{Var: "PUSH_EMBEDDED_SYNC", Msg: err.Error()}
+	}
 	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
 		return &Error{Var: "PUSH_NATS_TLS_CERT", Msg: "PUSH_NATS_TLS_CERT and PUSH_NATS_TLS_KEY must be set together"}
 	}
@@ -383,6 +390,30 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// EmbeddedSyncPolicy returns how the embedded server syncs its file store to the disk
+// (PUSH_EMBEDDED_SYNC): always, an fsync after every write before it is acknowledged; or
+// every interval, where 0 means the server's default (2 minutes). Writes reach the
+// operating system at once either way, so a killed process loses nothing; the interval is
+// what a power loss or a kernel crash can take.
+func (c *Config) EmbeddedSyncPolicy() (always bool, interval time.Duration) {
+	always, interval, _ = parseSync(c.EmbeddedSync)
+	return always, interval
+}
+
+func parseSync(s string) (always bool, interval time.Duration, err error) {
+	switch s = strings.TrimSpace(s); {
+	case s == "":
+		return false, 0, nil
+	case strings.EqualFold(s, "always"):
+		return true, 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return false, 0, fmt.Errorf("invalid value %q: want always, a positive duration such as 10s, or empty for the server's default (2m)", s)
+	}
+	return false, d, nil
 }
 
 // readableFile checks that path, when set, is a file this process can open.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBadValuesNameTheVariable(t *testing.T) {
@@ -25,6 +26,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"PUSH_DLQ_MAX_AGE":           "99ms",
 		"PUSH_UI":                    "sometimes",
 		"PUSH_UI_ADMIN_TOKEN":        "short",
+		"PUSH_EMBEDDED_SYNC":         "sometimes",
 	}
 	for v, val := range cases {
 		t.Run(v, func(t *testing.T) {
@@ -211,5 +213,41 @@ func TestRatesMustBeFinite(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Var != "PUSH_APPS_FILE" {
 			t.Fatalf("apps file rate %s: error %v, want one naming PUSH_APPS_FILE", r, err)
 		}
+	}
+}
+
+func TestEmbeddedSyncPolicy(t *testing.T) {
+	cases := []struct {
+		value    string
+		always   bool
+		interval time.Duration
+		bad      bool
+	}{
+		{"", false, 0, false},
+		{"always", true, 0, false},
+		{"Always", true, 0, false},
+		{"30s", false, 30 * time.Second, false},
+		{"0s", false, 0, true},
+		{"-1s", false, 0, true},
+		{"never", false, 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Setenv("PUSH_EMBEDDED_SYNC", tc.value)
+			c, err := Load()
+			if tc.bad {
+				var ce *Error
+				if !errors.As(err, &ce) || ce.Var != "PUSH_EMBEDDED_SYNC" {
+					t.Fatalf("PUSH_EMBEDDED_SYNC=%q: error %v, want one naming PUSH_EMBEDDED_SYNC", tc.value, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if always, interval := c.EmbeddedSyncPolicy(); always != tc.always || interval != tc.interval {
+				t.Fatalf("PUSH_EMBEDDED_SYNC=%q: always %v interval %s, want %v %s", tc.value, always, interval, tc.always, tc.interval)
+			}
+		})
 	}
 }

@@ -18,16 +18,21 @@ import (
 // owner message and the outcome of each call so far; once the upstream accepted the job it
 // holds the result, which copies of the job get back marked duplicate.
 type record struct {
-	State    string               `json:"state"` // stateInFlight or stateDone
-	Seq      uint64               `json:"seq"`   // stream sequence of the owning message
-	TS       int64                `json:"ts"`    // its stream timestamp (unix ns)
-	Failures int                  `json:"failures"`
-	Calls    []callState          `json:"calls,omitempty"`
-	Last     *jobs.UpstreamAnswer `json:"last,omitempty"`
-	LastErr  *jobs.Error          `json:"last_err,omitempty"`
-	Result   json.RawMessage      `json:"result,omitempty"` // a jobs.Result, as published
-	Trace    string               `json:"trace,omitempty"`  // traceparent of the delivery whose attempt failed last (tracing on)
-	Updated  time.Time            `json:"updated"`
+	State    string `json:"state"` // stateInFlight or stateDone
+	Seq      uint64 `json:"seq"`   // stream sequence of the owning message
+	TS       int64  `json:"ts"`    // its stream timestamp (unix ns)
+	Failures int    `json:"failures"`
+	// Holder names the handler working on the owning message now ("" once it handed the
+	// message back). JetStream may deliver a message to a second replica while the first
+	// still holds it (a consumer leader that fails over loses the delivery): the second
+	// waits for a holder whose record is younger than the ack wait instead of sending.
+	Holder  string               `json:"holder,omitempty"`
+	Calls   []callState          `json:"calls,omitempty"`
+	Last    *jobs.UpstreamAnswer `json:"last,omitempty"`
+	LastErr *jobs.Error          `json:"last_err,omitempty"`
+	Result  json.RawMessage      `json:"result,omitempty"` // a jobs.Result, as published
+	Trace   string               `json:"trace,omitempty"`  // traceparent of the delivery whose attempt failed last (tracing on)
+	Updated time.Time            `json:"updated"`
 }
 
 // callState is the outcome of one upstream call of a job.
@@ -63,6 +68,11 @@ func (r *record) marshal() []byte {
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, r.TS, 10)
 	b = append(b, `,"failures":0`...)
+	if r.Holder != "" { // printable ASCII without quotes (newHolder)
+		b = append(b, `,"holder":"`...)
+		b = append(b, r.Holder...)
+		b = append(b, '"')
+	}
 	if len(r.Calls) > 0 {
 		b = append(b, `,"calls":[`...)
 		for i := range r.Calls {
@@ -123,7 +133,7 @@ const staleAfter = time.Minute
 func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 	key := dedupKey(j.d.RequestID)
 	fresh := func() *record {
-		return &record{State: stateInFlight, Seq: j.seq, TS: j.ts.UnixNano(), Calls: make([]callState, len(j.d.Calls)), Updated: time.Now()}
+		return &record{State: stateInFlight, Seq: j.seq, TS: j.ts.UnixNano(), Holder: w.newHolder(), Calls: make([]callState, len(j.d.Calls)), Updated: time.Now()}
 	}
 	create := func() (bool, error) {
 		rec := fresh()
@@ -168,10 +178,21 @@ func (w *Worker) claim(ctx context.Context, j *job) (claimState, error) {
 			j.rec = &rec
 			return claimDone, nil
 		case rec.owns(j):
+			if rec.Holder != "" && time.Since(rec.Updated) < w.holdFor() {
+				// Another handler of this very message may still be at work (it would
+				// have been redelivered only after an ack wait without a heartbeat, or
+				// by a consumer leader that lost the delivery): wait for its outcome.
+				return claimBusy, nil
+			}
 			if len(rec.Calls) != len(j.d.Calls) {
 				rec.Calls = make([]callState, len(j.d.Calls))
 			}
-			j.rec, j.rev = &rec, e.Revision()
+			rec.Holder, rec.Updated = w.newHolder(), time.Now()
+			rev, err := w.dedup.Update(ctx, key, rec.marshal(), e.Revision())
+			if err != nil {
+				return claimBusy, nil // written meanwhile: look again on the next delivery
+			}
+			j.rec, j.rev = &rec, rev
 			w.traceRetried(j, rec.Trace)
 			return claimOwn, nil
 		case time.Since(rec.Updated) > staleAfter && !w.messageExists(ctx, rec.Seq):
@@ -229,6 +250,33 @@ func (w *Worker) saveRecord(ctx context.Context, j *job) error {
 	}
 	j.rev = rev
 	return nil
+}
+
+// minHold is the least time a holder of a message is presumed alive after it last wrote
+// its record: longer than a NATS cluster takes to elect new stream leaders after losing a
+// node (the chaos soak saw record writes fail for 6-13 s), during which a holder that has
+// the upstream's answer cannot record it.
+const minHold = 30 * time.Second
+
+// holdFor is how long a holder is presumed alive: the ack wait, at least minHold. A
+// message whose holder died is taken over that long after its claim.
+func (w *Worker) holdFor() time.Duration { return max(w.ackWait, minHold) }
+
+// newHolder returns a name for one handling of a message, unique across replicas.
+func (w *Worker) newHolder() string {
+	return w.holderPrefix + "." + strconv.FormatUint(w.holders.Add(1), 10)
+}
+
+// release marks our in-flight record as handed back, so that the next delivery of the
+// message takes it over at once; without it, the next delivery waits up to an ack wait.
+func (w *Worker) release(ctx context.Context, j *job) {
+	if j.rec == nil || j.rec.Holder == "" || j.rec.State != stateInFlight {
+		return
+	}
+	j.rec.Holder = ""
+	if err := w.saveRecord(ctx, j); err != nil {
+		w.log.Debug().Err(err).Str("request_id", j.d.RequestID).Msg("could not mark the job handed back; its next delivery waits up to an ack wait")
+	}
 }
 
 // rememberMsg is the KV put that stores the accepted result of the job under its request

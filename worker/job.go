@@ -129,6 +129,7 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 			w.expired(hard, j)
 			return
 		case step.stopping:
+			w.release(hard, j)
 			w.handBack(j, 0)
 			return
 		case step.delay > 0:
@@ -136,6 +137,7 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 				return
 			}
 			w.m.waits.WithLabelValues(d.Type, step.reason).Inc()
+			w.release(hard, j)
 			w.handBack(j, step.delay)
 			return
 		}
@@ -256,6 +258,9 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	if !d.NotAfter.IsZero() && !time.Now().Before(d.NotAfter) {
 		return step{expired: true}
 	}
+	if w.recordsStuck(time.Now()) {
+		return step{delay: jitter(time.Second), reason: "unrecorded"}
+	}
 	done, wait, err := gate.Allow()
 	if err != nil {
 		reason := "breaker"
@@ -361,6 +366,7 @@ func (w *Worker) record(hard context.Context, j *job, i int, out upstream.Outcom
 		return false
 	}
 	delay := w.retryDelay(j.rec.Failures)
+	j.rec.Holder = "" // handed back with the attempt recorded
 	if err := w.saveRecord(hard, j); err != nil {
 		w.log.Warn().Err(err).Str("request_id", j.d.RequestID).Msg("could not record the attempt")
 	}

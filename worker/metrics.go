@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pushworker_job_attempts_total", Help: "Upstream attempts that failed and were scheduled for retry, by type.",
 		}, []string{"type", "kind"}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushworker_job_delays_total", Help: "Jobs handed back to wait without using an attempt, by type and reason (breaker, paused, in_flight_copy).",
+			Name: "pushworker_job_delays_total", Help: "Jobs handed back to wait without using an attempt, by type and reason (breaker, paused, in_flight_copy, unrecorded).",
 		}, []string{"type", "reason"}),
 		dedupHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushworker_dedup_hits_total", Help: "Jobs answered with a stored result because their request id was already sent.",

@@ -66,6 +66,22 @@ func (w *Worker) accepted(ctx context.Context, j *job, res *jobs.Result) bool {
 	return true
 }
 
+// writesStuckAfter is how long finishing writes may be under way with none going through before
+// the worker starts no new upstream call (recordsStuck): healthy ones take milliseconds.
+const writesStuckAfter = time.Second
+
+// recordsStuck reports whether NATS has taken none of the writes that finish jobs for
+// writesStuckAfter while some are under way (a cluster electing leaders, a server gone). An
+// answer got meanwhile could not be recorded either, and every answer not recorded is sent
+// again if this worker dies.
+func (w *Worker) recordsStuck(now time.Time) bool {
+	if w.persistPending.Load() == 0 {
+		return false
+	}
+	last := max(w.persistDoneAt.Load(), w.persistFirstAt.Load())
+	return now.UnixNano()-last > int64(writesStuckAfter)
+}
+
 // persistFor bounds how long a finishing job retries a NATS write in place (a cluster
 // electing a leader, a server restarting) before it hands the job back.
 const persistFor = 2 * time.Minute
@@ -76,9 +92,14 @@ const persistFor = 2 * time.Minute
 func (w *Worker) persist(ctx context.Context, j *job, what string, write func() error) bool {
 	delay := 50 * time.Millisecond
 	deadline := time.Now().Add(persistFor)
+	if w.persistPending.Add(1) == 1 {
+		w.persistFirstAt.Store(time.Now().UnixNano())
+	}
+	defer w.persistPending.Add(-1)
 	for {
 		err := write()
 		if err == nil {
+			w.persistDoneAt.Store(time.Now().UnixNano())
 			return true
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
@@ -73,6 +74,14 @@ type Worker struct {
 	m       *Metrics
 	ackWait time.Duration
 
+	holderPrefix string        // this process's part of record.Holder
+	holders      atomic.Uint64 // handlings so far
+	// Finishing writes (persist): how many are under way, when the first of a run of them
+	// began and when the last one went through (unix ns), for recordsStuck.
+	persistPending atomic.Int64
+	persistFirstAt atomic.Int64
+	persistDoneAt  atomic.Int64
+
 	inflight  sync.WaitGroup
 	runner    *runner
 	out       *outbox  // the NATS writes of jobs, while Run runs
@@ -102,7 +111,8 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
-		tr: newTracer(o.TracerProvider, o.Config),
+		tr:           newTracer(o.TracerProvider, o.Config),
+		holderPrefix: nuid.Next(),
 	}
 	if d := w.maxRetryDelay(); d < w.c.RetryMax {
 		w.log.Warn().Dur("PUSH_RETRY_MAX", w.c.RetryMax).Dur("PUSH_DEDUP_TTL", w.c.DedupTTL).Dur("retry_max", d).

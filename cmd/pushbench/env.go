@@ -97,43 +97,57 @@ func newEnv(ctx context.Context, b *bench, name string, eo envOptions) (*benchEn
 		return nil, err
 	}
 	if eo.sandbox {
-		r := strconv.FormatFloat(eo.sandboxRate, 'f', -1, 64)
-		lw := newLineWriter()
-		e.sandbox, err = startProc("pushsandbox", b.sandboxBin, []string{
-			"--listen", "127.0.0.1:0", "--rate-p2p", r, "--rate-p2t", r, "--rate-ucs", r,
-			"--record", "-1", "--log-format", "json",
-		}, childEnv(), filepath.Join(e.dir, "sandbox.log"), lw)
-		if err != nil {
-			return nil, err
-		}
-		if e.sandboxURL, err = firstLine(ctx, e.sandbox, lw, 20*time.Second); err != nil {
+		if err := e.startSandbox(ctx, eo.sandboxRate); err != nil {
 			return nil, err
 		}
 	}
-	if e.pub, err = nats.Connect(e.natsURL, nats.Name("pushbench publisher")); err != nil {
-		return nil, err
-	}
-	if e.sub, err = nats.Connect(e.natsURL, nats.Name("pushbench results")); err != nil {
-		return nil, err
-	}
-	if e.js, err = jetstream.New(e.pub); err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := broker.EnsureStreams(sctx, e.js, streamConfig()); err != nil {
-		return nil, err
-	}
-	e.res = newResults()
-	if e.rsub, err = e.sub.Subscribe("push.results.>", e.res.handle); err != nil {
-		return nil, err
-	}
-	_ = e.rsub.SetPendingLimits(-1, -1)
-	if err := e.sub.Flush(); err != nil {
+	if err := e.connect(ctx); err != nil {
 		return nil, err
 	}
 	ok = true
 	return e, nil
+}
+
+// startSandbox starts the sandbox upstream with rate tokens/s per MIMC class (0: none).
+func (e *benchEnv) startSandbox(ctx context.Context, rate float64) error {
+	r := strconv.FormatFloat(rate, 'f', -1, 64)
+	lw := newLineWriter()
+	var err error
+	e.sandbox, err = startProc("pushsandbox", e.b.sandboxBin, []string{
+		"--listen", "127.0.0.1:0", "--rate-p2p", r, "--rate-p2t", r, "--rate-ucs", r,
+		"--record", "-1", "--log-format", "json",
+	}, childEnv(), filepath.Join(e.dir, "sandbox.log"), lw)
+	if err != nil {
+		return err
+	}
+	e.sandboxURL, err = firstLine(ctx, e.sandbox, lw, 20*time.Second)
+	return err
+}
+
+// connect opens pushbench's connections to e.natsURL, makes the streams and follows the
+// results.
+func (e *benchEnv) connect(ctx context.Context) error {
+	var err error
+	if e.pub, err = nats.Connect(e.natsURL, nats.Name("pushbench publisher")); err != nil {
+		return err
+	}
+	if e.sub, err = nats.Connect(e.natsURL, nats.Name("pushbench results")); err != nil {
+		return err
+	}
+	if e.js, err = jetstream.New(e.pub); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := broker.EnsureStreams(sctx, e.js, streamConfig()); err != nil {
+		return err
+	}
+	e.res = newResults()
+	if e.rsub, err = e.sub.Subscribe("push.results.>", e.res.handle); err != nil {
+		return err
+	}
+	_ = e.rsub.SetPendingLimits(-1, -1)
+	return e.sub.Flush()
 }
 
 // streamConfig is the part of the worker's configuration EnsureStreams reads: the
@@ -152,7 +166,8 @@ func streamConfig() config.Config {
 
 // workerSettings are a scenario's worker variables.
 type workerSettings struct {
-	rate float64 // PUSH_RATE_P2P, _P2T, _UCS
+	rate  float64  // PUSH_RATE_P2P, _P2T, _UCS
+	extra []string // more K=V
 }
 
 // startWorkers starts n worker processes at once and waits until each answers /readyz.
@@ -188,6 +203,7 @@ func (e *benchEnv) startWorkers(ctx context.Context, n int, ws workerSettings) e
 		if e.b.o.pprofDir != "" {
 			env = append(env, "PUSH_PPROF=true")
 		}
+		env = append(env, ws.extra...)
 		env = append(env, e.b.o.workerEnv...)
 		p, err := startProc(fmt.Sprintf("worker-%d", id), e.b.workerBin, nil, env, filepath.Join(e.dir, fmt.Sprintf("worker-%d.log", id)), nil)
 		if err != nil {

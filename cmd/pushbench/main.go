@@ -29,6 +29,11 @@
 //     its HTTP 429 count.
 //   - memory: a backlog of --backlog (1,000,000) jobs drained by one worker; its RSS at
 //     the start, in the first and last quarter, peak and end.
+//   - sync (only with --scenarios sync or all): the cost of PUSH_EMBEDDED_SYNC=always. One worker in embedded mode (its own
+//     NATS server in the process, not pushbench's) and --sync-jobs p2p jobs published to
+//     it at full speed while it drains them, once with the server's default sync (fsync
+//     every 2 minutes) and once with always (fsync of every write before its ack): jobs/s
+//     from the first to the last result and the worker's CPU time per job (NATS included).
 //
 // Every per-job CPU figure comes from /proc/<pid>/stat of each process between the first
 // and the last result; "other" is the machine's busy time not spent in these processes
@@ -60,6 +65,7 @@ type options struct {
 	scenarios        map[string]bool
 	jobs             int
 	backlog          int
+	syncJobs         int
 	duration         time.Duration
 	latencyRate      float64
 	precisionSeconds int
@@ -79,7 +85,10 @@ type options struct {
 	workerBin        string
 }
 
-var allScenarios = []string{"raw", "drain", "throttled", "latency", "precision", "memory"}
+var allScenarios = []string{"raw", "drain", "throttled", "latency", "precision", "memory", "sync"}
+
+// defaultScenarios run without --scenarios: sync only on demand (--scenarios sync or all).
+var defaultScenarios = allScenarios[:6]
 
 type bench struct {
 	o          *options
@@ -113,9 +122,10 @@ func main() {
 		return
 	}
 	o := &options{}
-	scen := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
+	scen := flag.String("scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", ")+", or all")
 	flag.IntVar(&o.jobs, "jobs", 100000, "drain: jobs in the backlog")
 	flag.IntVar(&o.backlog, "backlog", 1000000, "memory: jobs in the backlog")
+	flag.IntVar(&o.syncJobs, "sync-jobs", 20000, "sync: jobs published and drained per PUSH_EMBEDDED_SYNC setting")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "latency: how long the steady load is offered")
 	flag.Float64Var(&o.latencyRate, "latency-rate", 2000, "latency: offered jobs per second")
 	flag.IntVar(&o.precisionSeconds, "precision-seconds", 30, "precision: seconds of backlog per class")
@@ -141,7 +151,7 @@ func main() {
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
 		quick := map[string]func(){
-			"jobs": func() { o.jobs = 20000 }, "backlog": func() { o.backlog = 100000 },
+			"jobs": func() { o.jobs = 20000 }, "backlog": func() { o.backlog = 100000 }, "sync-jobs": func() { o.syncJobs = 5000 },
 			"duration": func() { o.duration = 5 * time.Second }, "precision-seconds": func() { o.precisionSeconds = 5 },
 			"raw-msgs": func() { o.rawMsgs = 50000 }, "raw-duration": func() { o.rawDuration = 2 * time.Second },
 			"profile-seconds": func() { o.profileSeconds = 3 },
@@ -244,6 +254,7 @@ func run(ctx context.Context, o *options) int {
 		{"latency", b.latency},
 		{"precision", b.precision},
 		{"memory", b.memory},
+		{"sync", b.syncCost},
 	}
 	for _, s := range steps {
 		if !o.scenarios[s.name] {

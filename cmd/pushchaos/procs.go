@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// proc is one run of a child process (a NATS node or a worker). Its output is appended to
+// a log file that every run of the same role shares; the kernel kills it if pushchaos dies
+// (Pdeathsig), so a crashed soak leaves nothing behind.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // how it ended, once done is closed
+}
+
+// startProc starts path with args and env, appending stdout and stderr to logPath. When
+// ready is not nil, the first line the child writes to stdout is sent to it.
+func startProc(name, path string, args, env []string, logPath string, ready chan<- string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(f, "---- %s start %s\n", name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(path, args...)
+	cmd.Env = env
+	cmd.Stderr = f
+	cmd.Stdout = f
+	var pr *os.File
+	if ready != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		cmd.Stdout, pr = w, r
+		defer w.Close()
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		if pr != nil {
+			pr.Close()
+		}
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	var copied sync.WaitGroup
+	if pr != nil {
+		copied.Add(1)
+		go func() {
+			defer copied.Done()
+			defer pr.Close()
+			sc := bufio.NewScanner(pr)
+			first := true
+			for sc.Scan() {
+				if first {
+					ready <- strings.TrimSpace(sc.Text())
+					first = false
+				}
+				fmt.Fprintln(f, sc.Text())
+			}
+		}()
+	}
+	go func() {
+		p.err = cmd.Wait()
+		copied.Wait()
+		fmt.Fprintf(f, "---- %s ended %s: %v\n", name, time.Now().Format(time.RFC3339Nano), p.err)
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// term sends SIGTERM and waits up to grace for the process to exit; then it kills it. It
+// reports the exit code (-1 when a signal ended it) and whether it exited in time.
+func (p *proc) term(grace time.Duration) (code int, inTime bool) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode(), true
+	case <-time.After(grace):
+		p.kill()
+		return p.cmd.ProcessState.ExitCode(), false
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// moduleRoot finds the directory of go.mod from the working directory upwards.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found: run pushchaos from inside the pushworker module, or give --worker-bin")
+		}
+		dir = parent
+	}
+}
+
+// buildWorker compiles ./cmd/pushworker into dir.
+func buildWorker(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "pushworker")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/pushworker")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/pushworker: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// childEnv is the environment of a child: ours without PUSH_* (so that a developer's
+// settings do not change the soak), plus extra.
+func childEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PUSH_") || strings.HasPrefix(kv, "GOGC=") || strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
