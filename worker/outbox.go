@@ -12,9 +12,9 @@ import (
 )
 
 // outbox sends the NATS writes of rate-limited jobs (claims, records, results and acks)
-// from one goroutine, in batches: the first write of a batch waits up to outboxLinger for
-// the others, then they all go to the server in one write and their acknowledgements come
-// back in one read.
+// from one goroutine, in batches: a batch gathers until the next point of the limiter's
+// release grid (every outboxLinger, at the limiter's phase), then goes to the server in one
+// write, and its acknowledgements come back in one read.
 //
 // Under a rate limit jobs finish a few at a time, and without it every claim, result and
 // ack cost a write, a read and a wake-up of its own, in the worker and in nats-server: a
