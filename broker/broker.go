@@ -47,6 +47,9 @@ func (n Names) LimiterBucket() string { return n.Stream + "_LIMITER" }
 // StatsBucket is the KV bucket of notify tasks being polled for delivery stats.
 func (n Names) StatsBucket() string { return n.Stream + "_NOTIFY_TASKS" }
 
+// ControlBucket is the KV bucket of the operator's pauses and cancellations.
+func (n Names) ControlBucket() string { return n.Stream + "_CONTROL" }
+
 // JobSubject is where jobs of type t are published.
 func (n Names) JobSubject(t string) string { return n.Subject + ".jobs." + t }
 
@@ -252,6 +255,9 @@ func ConsumerTypes() []jobs.Spec {
 type ConsumerSettings struct {
 	AckWait       time.Duration
 	MaxAckPending int
+	// PauseUntil keeps the consumer paused (an operator's pause of the type for every
+	// app, README "Campaigns"); zero: not paused.
+	PauseUntil time.Time
 }
 
 // EnsureConsumer creates or updates the durable pull consumer of a job type. Each type has
@@ -270,6 +276,9 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, jobTyp
 		MaxAckPending: s.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: n.JobSubject(jobType),
+	}
+	if !s.PauseUntil.IsZero() {
+		cc.PauseUntil = &s.PauseUntil
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, n.JobsStream(), cc)
 	if err != nil {

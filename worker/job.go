@@ -95,6 +95,10 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 		return
 	}
 	j.throttled = w.o.Limiter.Throttled(d.App, d.Spec.Class)
+	// Cancelled or paused by an operator (an in-memory check).
+	if w.held(hard, j) {
+		return
+	}
 
 	// 2. Dedup: claim the request id, or replay its stored result, or wait for its owner.
 	switch st, err := w.claim(hard, j); {
@@ -128,6 +132,8 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 			return
 		case step.stopping:
 			w.handBack(j, 0)
+			return
+		case step.held:
 			return
 		case step.delay > 0:
 			if w.expired(hard, j) {
@@ -205,6 +211,7 @@ type step struct {
 	reason   string
 	stopping bool
 	expired  bool // not_after passed while the job waited for budget or a slot
+	held     bool // an operator paused or cancelled it meanwhile: done with
 }
 
 // attempt makes call i of the job once: waits for rate budget and a concurrency slot, asks
@@ -232,6 +239,10 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	g.leave(call.Weight)
 	if err != nil || soft.Err() != nil {
 		return step{stopping: true}
+	}
+	// A pause or cancel that came while the job queued holds it now, before the call.
+	if w.held(hard, j) {
+		return step{held: true}
 	}
 	w.m.limiterWait.WithLabelValues(spec.Class).Observe(time.Since(start).Seconds())
 	j.throttled = j.throttled || w.o.Limiter.Throttled(d.App, spec.Class)

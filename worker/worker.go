@@ -19,6 +19,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/control"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 )
@@ -82,6 +83,9 @@ type Worker struct {
 	loops     map[string]*loopState // per job type
 	gates     gates
 	tr        *tracer // nil: tracing off
+	ctlKV     jetstream.KeyValue
+	ctl       *control.Watcher // the operator's pauses and cancellations
+	cpause    *consumerPauses
 }
 
 type loopState struct {
@@ -102,14 +106,18 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
-		tr: newTracer(o.TracerProvider, o.Config),
+		tr: newTracer(o.TracerProvider, o.Config), ctl: &control.Watcher{}, cpause: newConsumerPauses(),
 	}
+	w.ctl.OnChange = w.onControl
 	if d := w.maxRetryDelay(); d < w.c.RetryMax {
 		w.log.Warn().Dur("PUSH_RETRY_MAX", w.c.RetryMax).Dur("PUSH_DEDUP_TTL", w.c.DedupTTL).Dur("retry_max", d).
 			Msg("retries wait at most half of PUSH_DEDUP_TTL: the attempt count lives in the dedup record")
 	}
 	var err error
 	if w.dedup, err = broker.KV(ctx, o.JS, o.Config, w.n.DedupBucket(), o.Config.DedupTTL); err != nil {
+		return nil, err
+	}
+	if w.ctlKV, err = broker.KV(ctx, o.JS, o.Config, w.n.ControlBucket(), 0); err != nil {
 		return nil, err
 	}
 	if w.stream, err = o.JS.Stream(ctx, w.n.JobsStream()); err != nil {
@@ -146,6 +154,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelHard()
 	w.out = newOutbox(w.js, w.log, w.m, outboxLinger)
 	defer w.out.stop() // after every job: their acks go out before Run returns
+	// The operator's controls first: a paused type's consumer starts paused.
+	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopCtl(); w.ctl.Wait() }()
+	if err := w.ctl.Start(ctlCtx, w.ctlKV); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	var ccs []jetstream.ConsumeContext
 	for _, spec := range broker.ConsumerTypes() {
 		jobType, class := string(spec.Type), spec.Class
@@ -207,7 +224,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 	}
 	var bg sync.WaitGroup
-	bg.Add(1)
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		w.followPauses(ctx)
+	}()
 	go func() {
 		defer bg.Done()
 		w.sweepUnknown(ctx, hard)
@@ -253,7 +274,14 @@ func (w *Worker) ensureConsumer(ctx context.Context, jobType string) (jetstream.
 	deadline := time.Now().Add(consumerSetupFor)
 	delay := 100 * time.Millisecond
 	for {
-		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
+		spec, _ := jobs.Lookup(jobType)
+		pause := w.ctl.Load().ConsumerPause(jobType, spec.Class, time.Now())
+		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending(), PauseUntil: pause})
+		if err == nil {
+			w.cpause.mu.Lock()
+			w.cpause.applied[jobType] = pause
+			w.cpause.mu.Unlock()
+		}
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return cons, err
 		}
