@@ -370,3 +370,19 @@ func (w *Watcher) Start(ctx context.Context, kv jetstream.KeyValue) error {
 
 // Wait waits for the watching goroutine to end (after ctx of Start ended).
 func (w *Watcher) Wait() { w.wg.Wait() }
+
+// Open opens the controls bucket, creating it (one replica, file storage) when no worker
+// has yet.
+func Open(ctx context.Context, js jetstream.JetStream, bucket string) (Store, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.FileStorage})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket)
+		}
+	}
+	if err != nil {
+		return Store{}, fmt.Errorf("KV bucket %s: %w", bucket, err)
+	}
+	return Store{KV: kv}, nil
+}
