@@ -140,3 +140,6 @@ func (w *Worker) followPauses(ctx context.Context) {
 		}
 	}
 }
+
+// Controls returns the store of the operator's controls the worker follows.
+func (w *Worker) Controls() control.Store { return control.Store{KV: w.ctlKV} }
