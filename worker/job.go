@@ -31,6 +31,7 @@ type job struct {
 	touched   time.Time
 	throttled bool       // its class is held by the rate: its NATS writes go through the outbox
 	span      trace.Span // this delivery's span; nil when tracing is off
+	sentAt    time.Time  // when its last upstream call was made
 }
 
 // heartbeat tells JetStream the job is still being worked on, so it is not redelivered to
@@ -97,6 +98,10 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 	j.throttled = w.o.Limiter.Throttled(d.App, d.Spec.Class)
 	// Cancelled or paused by an operator (an in-memory check).
 	if w.held(hard, j) {
+		return
+	}
+	// Due later: waits as a scheduled message, not here.
+	if !d.NotBefore.IsZero() && time.Until(d.NotBefore) > 0 && !w.untilDue(soft, hard, j) {
 		return
 	}
 
@@ -268,6 +273,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 
 	w.m.tokens.WithLabelValues(d.App, spec.Class).Add(float64(call.Weight))
 	t0 := time.Now()
+	j.sentAt = t0
 	called := w.traceCall(j, spec)
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)
 	called(out)
@@ -432,12 +438,16 @@ func (w *Worker) outcomeResult(j *job) *jobs.Result {
 		cs := rec.Calls[0]
 		res.PacketID, res.PacketIDs, res.FailTopicIDs = cs.PacketID, cs.PacketIDs, cs.FailTopicIDs
 	}
+	if !j.d.NotBefore.IsZero() && !j.sentAt.IsZero() {
+		sent := j.sentAt.UTC()
+		res.SentAt = &sent
+	}
 	return res
 }
 
 // newResult starts a result for the job.
 func (w *Worker) newResult(j *job, s jobs.Status) *jobs.Result {
-	return &jobs.Result{
+	res := &jobs.Result{
 		RequestID:  j.d.RequestID,
 		Type:       j.d.Type,
 		App:        j.d.App,
@@ -445,6 +455,11 @@ func (w *Worker) newResult(j *job, s jobs.Status) *jobs.Result {
 		JobSeq:     j.seq,
 		EnqueuedAt: j.ts.UTC(),
 	}
+	if !j.d.NotBefore.IsZero() {
+		due := j.d.NotBefore.UTC()
+		res.DueAt = &due
+	}
+	return res
 }
 
 // handBack returns the job to the stream to be delivered again after delay. It does not

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushworker/pushworker/control"
+	"github.com/pushworker/pushworker/jobs"
 )
 
 func TestPauseResumeCancel(t *testing.T) {
@@ -43,5 +45,45 @@ func TestPauseResumeCancel(t *testing.T) {
 	out, _ = h.mustPushctl(exitOK, "status")
 	if strings.Contains(out, "paused ucs") {
 		t.Errorf("ucs still paused:\n%s", out)
+	}
+}
+
+func TestSendScheduledAndPriority(t *testing.T) {
+	h := newHarness(t, true)
+	h.mustPushctl(exitOK, "send", "p2p", "--from", "a", "--to", "b", "--msg", "m", "--request-id", "sched-1", "--in", "1h", "--priority", "low")
+	subj := "push.sched.p2p." + jobs.ScheduleID("sched-1")
+	m := h.lastJob(subj)
+	if got := m.Header.Get("Nats-Schedule-Target"); got != "push.jobs.p2p" {
+		t.Fatalf("Nats-Schedule-Target = %q", got)
+	}
+	sched := m.Header.Get("Nats-Schedule")
+	at, err := time.Parse(time.RFC3339, strings.TrimPrefix(sched, "@at "))
+	if err != nil || time.Until(at) < 59*time.Minute || time.Until(at) > 61*time.Minute {
+		t.Fatalf("Nats-Schedule = %q", sched)
+	}
+	var job jobs.Job
+	if err := json.Unmarshal(m.Data, &job); err != nil || job.NotBefore == nil || job.Priority != jobs.PriorityLow {
+		t.Fatalf("job %+v %v", job, err)
+	}
+	if h.msgCount(h.names.JobsStream()) != 1 {
+		t.Fatal("a scheduled job must not be on the job subject yet")
+	}
+	h.mustPushctl(exitOK, "send", "p2p", "--from", "a", "--to", "b", "--msg", "m", "--request-id", "sched-2", "--at", "2020-01-01T00:00:00Z")
+	h.lastJob("push.jobs.p2p") // due already: published as usual
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--at", "tomorrow"}, "--at"},
+		{[]string{"--in", "-5m"}, "--in"},
+		{[]string{"--at", "2030-01-01T00:00:00Z", "--in", "1h"}, "give one of them"},
+		{[]string{"--priority", "urgent"}, "--priority"},
+		{[]string{"--in", "2h", "--not-after", "1h"}, "not_before"},
+	} {
+		_, _, errOut := h.pushctl(append([]string{"send", "p2p", "--from", "a", "--to", "b", "--msg", "m"}, c.args...)...)
+		if !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: %s", c.args, errOut)
+		}
 	}
 }
