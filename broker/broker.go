@@ -77,6 +77,18 @@ func (n Names) ControlSubject(s string) string { return n.Subject + ".internal."
 // Consumer is the durable consumer of a job type.
 func (n Names) Consumer(jobType string) string { return "pushworker-" + jobType }
 
+// LaneConsumer is the durable consumer of a job type's priority lane (README "Campaigns"):
+// Consumer for normal jobs, pushworker-<type>-<lane> for the high and low lanes.
+func (n Names) LaneConsumer(jobType string, lane jobs.Priority) string {
+	if lane == jobs.PriorityHigh || lane == jobs.PriorityLow {
+		return n.Consumer(jobType) + "-" + string(lane)
+	}
+	return n.Consumer(jobType)
+}
+
+// ConsumerLanes are the priority lanes that have a consumer each, normal first.
+var ConsumerLanes = []jobs.Priority{jobs.PriorityNormal, jobs.PriorityHigh, jobs.PriorityLow}
+
 // StartEmbedded starts an in-process NATS server with JetStream, listening on
 // PUSH_EMBEDDED_LISTEN and storing in PUSH_DATA_DIR.
 func StartEmbedded(c config.Config) (*server.Server, error) {
@@ -265,6 +277,9 @@ type ConsumerSettings struct {
 	// PauseUntil keeps the consumer paused (an operator's pause of the type for every
 	// app, README "Campaigns"); zero: not paused.
 	PauseUntil time.Time
+	// Lane is the priority lane the consumer reads (PriorityNormal or "": the type's
+	// subject itself).
+	Lane jobs.Priority
 }
 
 // EnsureConsumer creates or updates the durable pull consumer of a job type. Each type has
@@ -274,15 +289,19 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, jobTyp
 	if !ok {
 		return nil, fmt.Errorf("unknown job type %q", jobType)
 	}
+	desc := "pushworker jobs of type " + jobType + " (rate class " + spec.Class + ")"
+	if s.Lane == jobs.PriorityHigh || s.Lane == jobs.PriorityLow {
+		desc = "pushworker " + string(s.Lane) + " priority jobs of type " + jobType + " (rate class " + spec.Class + ")"
+	}
 	cc := jetstream.ConsumerConfig{
-		Durable:       n.Consumer(jobType),
-		Description:   "pushworker jobs of type " + jobType + " (rate class " + spec.Class + ")",
+		Durable:       n.LaneConsumer(jobType, s.Lane),
+		Description:   desc,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: s.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: n.JobSubject(jobType),
+		FilterSubject: jobs.JobSubject(n.Subject, jobType, s.Lane),
 	}
 	if !s.PauseUntil.IsZero() {
 		cc.PauseUntil = &s.PauseUntil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +21,33 @@ const (
 	PriorityNormal Priority = "normal"
 	PriorityLow    Priority = "low"
 )
+
+// Lanes are the priorities that have job subjects of their own, <prefix>.jobs.<type>.<lane>,
+// each read by its own consumer so that a backlog of one lane never holds another's jobs
+// back in the stream. Normal jobs keep the subject <prefix>.jobs.<type>.
+var Lanes = []Priority{PriorityHigh, PriorityLow}
+
+// JobSubject is the subject a job of type t and priority p is published on.
+func JobSubject(subjectPrefix, t string, p Priority) string {
+	if subjectPrefix == "" {
+		subjectPrefix = "push"
+	}
+	if p == PriorityHigh || p == PriorityLow {
+		return subjectPrefix + ".jobs." + t + "." + string(p)
+	}
+	return subjectPrefix + ".jobs." + t
+}
+
+// SplitLane splits the subject tail after <prefix>.jobs. into the job type and the lane
+// of the subject (PriorityNormal when it names none).
+func SplitLane(tail string) (string, Priority) {
+	for _, p := range Lanes {
+		if t, ok := strings.CutSuffix(tail, "."+string(p)); ok {
+			return t, p
+		}
+	}
+	return tail, PriorityNormal
+}
 
 // ParsePriority reads a job's priority; "" is normal.
 func ParsePriority(s string) (Priority, bool) {
@@ -75,7 +103,8 @@ func ScheduleAt(t time.Time) time.Time {
 }
 
 // Schedule stores msg (a job message for <prefix>.jobs.<t>, data and headers) as a
-// scheduled message that the server publishes on that subject at due. Its request id goes
+// scheduled message that the server publishes on that subject (msg.Subject, the job's lane
+// subject) at due. Its request id goes
 // into the Push-Request-Id header, since the server drops Nats-Msg-Id when it fires. msgID,
 // when not empty, deduplicates the schedule's own publish.
 func Schedule(ctx context.Context, js jetstream.JetStream, subjectPrefix string, t string, requestID, msgID string, msg *nats.Msg, due time.Time) (*jetstream.PubAck, error) {
@@ -99,6 +128,10 @@ func Schedule(ctx context.Context, js jetstream.JetStream, subjectPrefix string,
 		m.Header.Set(nats.MsgIdHdr, msgID)
 	}
 	m.Header.Set("Nats-Schedule", "@at "+ScheduleAt(due).Format(time.RFC3339))
-	m.Header.Set("Nats-Schedule-Target", subjectPrefix+".jobs."+t)
+	target := msg.Subject
+	if target == "" {
+		target = subjectPrefix + ".jobs." + t
+	}
+	m.Header.Set("Nats-Schedule-Target", target)
 	return js.PublishMsg(ctx, m)
 }

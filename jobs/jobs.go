@@ -86,6 +86,12 @@ func Lookup(t string) (*Spec, bool) {
 	return nil, false
 }
 
+// IsType reports whether t is a job type.
+func IsType(t string) bool {
+	_, ok := Lookup(t)
+	return ok
+}
+
 // Job is the envelope a producer publishes on <prefix>.jobs.<type>.
 type Job struct {
 	RequestID    string          `json:"request_id,omitempty"`
@@ -205,7 +211,8 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 		prefix = "push"
 	}
 	d := &Decoded{App: "default"}
-	d.Type = strings.TrimPrefix(m.Subject, prefix+".jobs.")
+	var lane Priority
+	d.Type, lane = SplitLane(strings.TrimPrefix(m.Subject, prefix+".jobs."))
 	d.RequestID = fallbackRequestID(m)
 	d.ReplySubject = prefix + ".results." + d.Type
 
@@ -260,7 +267,7 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 			return d, Errorf(KindInvalidJob, fmt.Sprintf("not_before %s is after not_after %s", *env.NotBefore, *env.NotAfter))
 		}
 	}
-	d.Priority = PriorityNormal
+	d.Priority = lane // the subject's lane, unless the job names its priority
 	if env.Priority != nil {
 		p, ok := ParsePriority(*env.Priority)
 		if !ok {

@@ -19,7 +19,8 @@ import (
 // global OpenTelemetry propagator, so the worker's spans continue the caller's trace; with
 // no propagator set (otel.SetTextMapPropagator) nothing is added.
 //
-// A job whose NotBefore is in the future is stored as a JetStream scheduled message
+// A job of priority high or low goes to its lane's subject <prefix>.jobs.<t>.<priority>
+// (README "Campaigns"). A job whose NotBefore is in the future is stored as a JetStream scheduled message
 // (Schedule) that the server publishes on the job subject at that time; one whose
 // NotBefore is after its NotAfter is refused here, as the worker would reject it.
 func Publish(ctx context.Context, js jetstream.JetStream, subjectPrefix string, t Type, job Job) (*jetstream.PubAck, error) {
@@ -33,7 +34,10 @@ func Publish(ctx context.Context, js jetstream.JetStream, subjectPrefix string, 
 	if subjectPrefix == "" {
 		subjectPrefix = "push"
 	}
-	m := nats.NewMsg(subjectPrefix + ".jobs." + string(t))
+	if _, ok := ParsePriority(string(job.Priority)); !ok {
+		return nil, errors.New("jobs: priority must be high, normal or low")
+	}
+	m := nats.NewMsg(JobSubject(subjectPrefix, string(t), job.Priority))
 	m.Data = data
 	if job.RequestID != "" {
 		m.Header.Set(nats.MsgIdHdr, job.RequestID)

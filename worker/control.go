@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/control"
 	"github.com/pushworker/pushworker/jobs"
 )
@@ -68,7 +67,7 @@ func pauseDelay(p control.Pause, now time.Time) time.Duration {
 // jobs stay in the stream untouched. Every replica does it; the calls are idempotent.
 type consumerPauses struct {
 	mu      sync.Mutex
-	applied map[string]time.Time // per job type, what the consumer was last set to
+	applied map[string]time.Time // per consumer, what it was last set to
 	changed chan struct{}
 }
 
@@ -106,30 +105,31 @@ func (w *Worker) followPauses(ctx context.Context) {
 	for {
 		st := w.ctl.Load()
 		now := time.Now()
-		for _, spec := range broker.ConsumerTypes() {
-			jt := string(spec.Type)
-			want := st.ConsumerPause(jt, spec.Class, now)
+		for _, cs := range consumerSpecs() {
+			jt := string(cs.spec.Type)
+			name := w.n.LaneConsumer(jt, cs.lane)
+			want := st.ConsumerPause(jt, cs.spec.Class, now)
 			w.cpause.mu.Lock()
-			have, known := w.cpause.applied[jt]
+			have, known := w.cpause.applied[name]
 			w.cpause.mu.Unlock()
 			if known && have.Equal(want) {
 				continue
 			}
 			var err error
 			if want.IsZero() {
-				_, err = w.js.ResumeConsumer(ctx, w.n.JobsStream(), w.n.Consumer(jt))
+				_, err = w.js.ResumeConsumer(ctx, w.n.JobsStream(), name)
 			} else {
-				_, err = w.js.PauseConsumer(ctx, w.n.JobsStream(), w.n.Consumer(jt), want)
+				_, err = w.js.PauseConsumer(ctx, w.n.JobsStream(), name, want)
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					w.log.Warn().Err(err).Str("type", jt).Msg("could not apply an operator's pause to the consumer; retrying")
+					w.log.Warn().Err(err).Str("consumer", name).Msg("could not apply an operator's pause to the consumer; retrying")
 				}
 				continue
 			}
-			w.log.Info().Str("type", jt).Time("paused_until", want).Msg("consumer pause applied")
+			w.log.Info().Str("consumer", name).Time("paused_until", want).Msg("consumer pause applied")
 			w.cpause.mu.Lock()
-			w.cpause.applied[jt] = want
+			w.cpause.applied[name] = want
 			w.cpause.mu.Unlock()
 		}
 		select {

@@ -237,7 +237,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	waited := w.traceWait(j, spec.Class, call.Weight)
 	defer waited()
 	g := w.gates.get(d.App, spec.Class, gateSize(j.app.Rate(spec.Class), w.maxAckPending()))
-	if !g.enter(soft, d.Type, call.Weight, j.heartbeat, w.ackWait/3) {
+	if !g.enter(soft, d.Type, d.Priority.Lane(), call.Weight, j.heartbeat, w.ackWait/3) {
 		return step{stopping: true}
 	}
 	err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat)

@@ -32,7 +32,7 @@ func (w *Worker) sweepUnknown(soft, hard context.Context) {
 			continue
 		}
 		for subj := range info.State.Subjects {
-			if _, ok := jobs.Lookup(subj[len(w.n.JobsWildcard())-1:]); ok {
+			if t, _ := jobs.SplitLane(subj[len(w.n.JobsWildcard())-1:]); jobs.IsType(t) {
 				continue
 			}
 			w.sweepSubject(soft, hard, subj)

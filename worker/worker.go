@@ -164,9 +164,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	var ccs []jetstream.ConsumeContext
-	for _, spec := range broker.ConsumerTypes() {
+	for _, cs := range consumerSpecs() {
+		spec, lane := cs.spec, cs.lane
 		jobType, class := string(spec.Type), spec.Class
-		cons, err := w.ensureConsumer(ctx, jobType)
+		name := w.n.LaneConsumer(jobType, lane)
+		cons, err := w.ensureConsumer(ctx, jobType, lane)
 		if err != nil {
 			for _, cc := range ccs {
 				cc.Stop()
@@ -178,7 +180,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		ls := &loopState{}
 		w.mu.Lock()
-		w.loops[jobType] = ls
+		w.loops[name] = ls
 		w.mu.Unlock()
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			w.mu.Lock()
@@ -204,19 +206,19 @@ func (w *Worker) Run(ctx context.Context) error {
 					w.mu.Unlock()
 					return
 				}
-				w.log.Warn().Err(err).Str("type", jobType).Msg("consume error")
+				w.log.Warn().Err(err).Str("consumer", name).Msg("consume error")
 			}))
 		if err != nil {
 			for _, c := range ccs {
 				c.Stop()
 			}
-			return fmt.Errorf("consuming %s: %w", w.n.Consumer(jobType), err)
+			return fmt.Errorf("consuming %s: %w", name, err)
 		}
 		ccs = append(ccs, cc)
 		go func() {
 			<-cc.Closed()
 			if ctx.Err() == nil {
-				w.log.Error().Str("type", jobType).Msg("fetch loop ended unexpectedly")
+				w.log.Error().Str("consumer", name).Msg("fetch loop ended unexpectedly")
 				w.mu.Lock()
 				ls.closed = true
 				w.mu.Unlock()
@@ -265,27 +267,45 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// consumerSpec is one consumer the worker reads: a job type's priority lane.
+type consumerSpec struct {
+	spec jobs.Spec
+	lane jobs.Priority
+}
+
+// consumerSpecs lists the consumers in the order they are set up: every type's normal
+// lane (the type's own subject) in broker.ConsumerTypes order, then the high and low lanes.
+func consumerSpecs() []consumerSpec {
+	var out []consumerSpec
+	for _, lane := range broker.ConsumerLanes {
+		for _, spec := range broker.ConsumerTypes() {
+			out = append(out, consumerSpec{spec, lane})
+		}
+	}
+	return out
+}
+
 // consumerSetupFor bounds how long Run retries setting up a consumer: a NATS server that
 // restarts, or a cluster electing the stream's leader, answers with timeouts for a while.
 const consumerSetupFor = 30 * time.Second
 
 // ensureConsumer sets up a job type's consumer, retrying failures for consumerSetupFor.
-func (w *Worker) ensureConsumer(ctx context.Context, jobType string) (jetstream.Consumer, error) {
+func (w *Worker) ensureConsumer(ctx context.Context, jobType string, lane jobs.Priority) (jetstream.Consumer, error) {
 	deadline := time.Now().Add(consumerSetupFor)
 	delay := 100 * time.Millisecond
 	for {
 		spec, _ := jobs.Lookup(jobType)
 		pause := w.ctl.Load().ConsumerPause(jobType, spec.Class, time.Now())
-		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending(), PauseUntil: pause})
+		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending(), PauseUntil: pause, Lane: lane})
 		if err == nil {
 			w.cpause.mu.Lock()
-			w.cpause.applied[jobType] = pause
+			w.cpause.applied[w.n.LaneConsumer(jobType, lane)] = pause
 			w.cpause.mu.Unlock()
 		}
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return cons, err
 		}
-		w.log.Warn().Err(err).Str("type", jobType).Dur("retry_in", delay).Msg("could not set up the consumer; retrying")
+		w.log.Warn().Err(err).Str("consumer", w.n.LaneConsumer(jobType, lane)).Dur("retry_in", delay).Msg("could not set up the consumer; retrying")
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
