@@ -15,6 +15,10 @@ import (
 // second of the class's rate (in tokens: weighted jobs count their weight) queue for tokens
 // and fills what frees up from the waiting types in turn, so a job of another type waits for
 // a quarter second of budget and its turn, not for the backlog.
+//
+// The waiting jobs are kept per priority lane: high first, then normal, then low, with a
+// guaranteed share for the lower lanes (nextLane); while lanes other than normal are in use,
+// only a fifth of the size queues (fits), so a high job waits behind little.
 type gates struct {
 	mu sync.Mutex
 	m  map[gateKey]*gate

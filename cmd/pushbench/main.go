@@ -26,6 +26,10 @@
 //     its HTTP 429 count.
 //   - memory: a backlog of --backlog (1,000,000) jobs drained by one worker; its RSS at
 //     the start, in the first and last quarter, peak and end.
+//   - priority (only with --scenarios priority): a backlog of --priority-backlog (100,000)
+//     low-priority p2p jobs drained at 1,000/s (worker and sandbox) while high-priority p2p
+//     jobs come at --priority-high-rate (50/s): the high jobs' publish → result p50/p99 and
+//     the worst sliding 1 s window of the class at the sandbox.
 //
 // Every per-job CPU figure comes from /proc/<pid>/stat of each process between the first
 // and the last result; "other" is the machine's busy time not spent in these processes
@@ -74,9 +78,15 @@ type options struct {
 	workerEnv        []string
 	waitIdle         time.Duration
 	workerBin        string
+	priorityBacklog  int
+	priorityHighRate float64
 }
 
-var allScenarios = []string{"raw", "drain", "latency", "precision", "memory"}
+var allScenarios = []string{"raw", "drain", "latency", "precision", "memory", "priority"}
+
+// defaultScenarios run without --scenarios; priority (two minutes at 1,000/s) only when
+// asked for.
+var defaultScenarios = []string{"raw", "drain", "latency", "precision", "memory"}
 
 type bench struct {
 	o          *options
@@ -109,7 +119,7 @@ func main() {
 		return
 	}
 	o := &options{}
-	scen := flag.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
+	scen := flag.String("scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios to run: "+strings.Join(allScenarios, ", "))
 	flag.IntVar(&o.jobs, "jobs", 100000, "drain: jobs in the backlog")
 	flag.IntVar(&o.backlog, "backlog", 1000000, "memory: jobs in the backlog")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "latency: how long the steady load is offered")
@@ -117,6 +127,8 @@ func main() {
 	flag.IntVar(&o.precisionSeconds, "precision-seconds", 30, "precision: seconds of backlog per class")
 	flag.Float64Var(&o.precisionRate, "precision-rate", 1000, "precision: tokens per second of each class (worker and sandbox)")
 	replicas := flag.String("replicas", "1,3", "precision: comma-separated worker replica counts")
+	flag.IntVar(&o.priorityBacklog, "priority-backlog", 100000, "priority: low-priority p2p jobs in the backlog")
+	flag.Float64Var(&o.priorityHighRate, "priority-high-rate", 50, "priority: high-priority p2p jobs offered per second while the backlog drains")
 	flag.IntVar(&o.workers, "workers", 1, "drain: worker processes")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "PUSH_CONCURRENCY of the workers (0: the worker's default)")
 	flag.IntVar(&o.rawMsgs, "raw-msgs", 300000, "raw: messages published and consumed")
@@ -140,7 +152,7 @@ func main() {
 			"jobs": func() { o.jobs = 20000 }, "backlog": func() { o.backlog = 100000 },
 			"duration": func() { o.duration = 5 * time.Second }, "precision-seconds": func() { o.precisionSeconds = 5 },
 			"raw-msgs": func() { o.rawMsgs = 50000 }, "raw-duration": func() { o.rawDuration = 2 * time.Second },
-			"profile-seconds": func() { o.profileSeconds = 3 },
+			"profile-seconds": func() { o.profileSeconds = 3 }, "priority-backlog": func() { o.priorityBacklog = 20000 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -239,6 +251,7 @@ func run(ctx context.Context, o *options) int {
 		{"latency", b.latency},
 		{"precision", b.precision},
 		{"memory", b.memory},
+		{"priority", b.priority},
 	}
 	for _, s := range steps {
 		if !o.scenarios[s.name] {
