@@ -164,17 +164,30 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	var ccs []jetstream.ConsumeContext
+	// abandon stops the consumers set up so far when the rest cannot be, and waits for the
+	// jobs they delivered meanwhile (they finish or are handed back: ctx may have ended).
+	abandon := func() {
+		for _, cc := range ccs {
+			cc.Stop()
+		}
+		done := make(chan struct{})
+		go func() { w.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(w.c.ShutdownTimeout):
+			cancelHard()
+			<-done
+		}
+	}
 	for _, cs := range consumerSpecs() {
 		spec, lane := cs.spec, cs.lane
 		jobType, class := string(spec.Type), spec.Class
 		name := w.n.LaneConsumer(jobType, lane)
 		cons, err := w.ensureConsumer(ctx, jobType, lane)
 		if err != nil {
-			for _, cc := range ccs {
-				cc.Stop()
-			}
+			abandon()
 			if ctx.Err() != nil {
-				return nil // asked to stop while starting: nothing was taken yet
+				return nil // asked to stop while starting
 			}
 			return err
 		}
@@ -209,9 +222,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.log.Warn().Err(err).Str("consumer", name).Msg("consume error")
 			}))
 		if err != nil {
-			for _, c := range ccs {
-				c.Stop()
-			}
+			abandon()
 			return fmt.Errorf("consuming %s: %w", name, err)
 		}
 		ccs = append(ccs, cc)
