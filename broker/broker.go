@@ -53,8 +53,9 @@ func (n Names) ControlBucket() string { return n.Stream + "_CONTROL" }
 // JobSubject is where jobs of type t are published.
 func (n Names) JobSubject(t string) string { return n.Subject + ".jobs." + t }
 
-// ScheduleWildcard matches the subjects of jobs waiting for their not_before.
-func (n Names) ScheduleWildcard() string { return n.Subject + ".sched.>" }
+// ScheduleWildcard matches the subjects of jobs waiting for their not_before as scheduled
+// messages (jobs.ScheduleSubject): <prefix>.jobs._sched.>, inside JobsWildcard.
+func (n Names) ScheduleWildcard() string { return n.Subject + ".jobs." + jobs.ScheduleToken + ".>" }
 
 // JobsWildcard matches every job subject.
 func (n Names) JobsWildcard() string { return n.Subject + ".jobs.>" }
@@ -185,14 +186,15 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c config.Config)
 		{
 			Name:        n.JobsStream(),
 			Description: "pushworker jobs",
-			Subjects:    []string{n.JobsWildcard(), n.ScheduleWildcard()},
+			Subjects:    []string{n.JobsWildcard()},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.StreamReplicas,
 			Duplicates:  c.DuplicateWindow,
 			MaxMsgSize:  -1,
-			// Jobs due later wait as scheduled messages on <prefix>.sched.<type>.<id>,
-			// which no consumer reads (README "Campaigns"); schedules need roll-ups.
+			// Jobs due later wait as scheduled messages on <prefix>.jobs._sched.<type>.<id>
+			// (ScheduleWildcard), which no consumer filters (README "Campaigns"); schedules
+			// need roll-ups.
 			AllowMsgSchedules: true,
 			AllowRollup:       true,
 		},

@@ -71,14 +71,26 @@ func (p Priority) Lane() int {
 	return 1
 }
 
+// ScheduleToken is the first subject token after <prefix>.jobs. of the jobs waiting as
+// scheduled messages. It is no job type (types are the fixed registry, none starts with
+// "_"), so no consumer filters its subjects and none decodes their messages.
+const ScheduleToken = "_sched"
+
 // ScheduleSubject is where a job of type t due later waits as a JetStream scheduled message
-// (<prefix>.sched.<type>.<id>): no consumer reads it; at its time the server publishes
-// its data and headers on <prefix>.jobs.<type> and removes it. id is one subject token.
+// (<prefix>.jobs._sched.<type>.<id>, inside the jobs stream's <prefix>.jobs.>): no consumer
+// reads it; at its time the server publishes its data and headers on <prefix>.jobs.<type>
+// (or its lane subject) and removes it. id is one subject token.
 func ScheduleSubject(subjectPrefix string, t string, id string) string {
 	if subjectPrefix == "" {
 		subjectPrefix = "push"
 	}
-	return subjectPrefix + ".sched." + t + "." + id
+	return subjectPrefix + ".jobs." + ScheduleToken + "." + t + "." + id
+}
+
+// IsScheduleTail reports whether the subject tail after <prefix>.jobs. is that of a
+// scheduled message (ScheduleSubject), not a job's.
+func IsScheduleTail(tail string) bool {
+	return tail == ScheduleToken || strings.HasPrefix(tail, ScheduleToken+".")
 }
 
 // ScheduleID is the schedule subject token of a job: derived from its request id, so that

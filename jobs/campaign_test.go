@@ -47,3 +47,28 @@ func TestScheduleAtNeverEarly(t *testing.T) {
 		t.Error("schedule ids")
 	}
 }
+
+// A schedule subject is inside <prefix>.jobs.> but is no job subject: no type is named
+// like its token, and no consumer's filter (a type's subject or lane subject) matches it.
+func TestScheduleSubjectIsNoJobSubject(t *testing.T) {
+	if IsType(ScheduleToken) {
+		t.Fatalf("%q is a job type", ScheduleToken)
+	}
+	for _, spec := range Specs() {
+		typ := string(spec.Type)
+		subj := ScheduleSubject("push", typ, ScheduleID("r-1"))
+		tail, ok := strings.CutPrefix(subj, "push.jobs.")
+		if !ok || !IsScheduleTail(tail) {
+			t.Errorf("%s: schedule subject %q", typ, subj)
+		}
+		if got, _ := SplitLane(tail); IsType(got) {
+			t.Errorf("%s: schedule subject %q reads as type %q", typ, subj, got)
+		}
+		for _, p := range []Priority{PriorityHigh, PriorityNormal, PriorityLow} {
+			js := JobSubject("push", typ, p)
+			if js == subj || IsScheduleTail(strings.TrimPrefix(js, "push.jobs.")) {
+				t.Errorf("%s %s: job subject %q is a schedule subject", typ, p, js)
+			}
+		}
+	}
+}

@@ -129,7 +129,11 @@ func (g *gauges) sampleOnce(ctx context.Context, js jetstream.JetStream, n broke
 			g.pending.WithLabelValues(string(spec.Type)).Set(0)
 		}
 		for subj, cnt := range info.State.Subjects {
-			typ, _ := jobs.SplitLane(strings.TrimPrefix(subj, n.Subject+".jobs.")) // lanes count for their type
+			tail := strings.TrimPrefix(subj, n.Subject+".jobs.")
+			if jobs.IsScheduleTail(tail) { // jobs due later are no type's backlog yet
+				continue
+			}
+			typ, _ := jobs.SplitLane(tail) // lanes count for their type
 			g.pending.WithLabelValues(typ).Add(float64(cnt))
 			if tb := byType[typ]; tb != nil {
 				tb.Stored += cnt

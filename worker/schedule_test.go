@@ -19,7 +19,7 @@ func (e *env) scheduledCount() uint64 {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("push.sched.>"))
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("push.jobs._sched.>"))
 	if err != nil {
 		e.t.Fatal(err)
 	}

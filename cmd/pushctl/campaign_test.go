@@ -51,7 +51,7 @@ func TestPauseResumeCancel(t *testing.T) {
 func TestSendScheduledAndPriority(t *testing.T) {
 	h := newHarness(t, true)
 	h.mustPushctl(exitOK, "send", "p2p", "--from", "a", "--to", "b", "--msg", "m", "--request-id", "sched-1", "--in", "1h", "--priority", "low")
-	subj := "push.sched.p2p." + jobs.ScheduleID("sched-1")
+	subj := "push.jobs._sched.p2p." + jobs.ScheduleID("sched-1")
 	m := h.lastJob(subj)
 	if got := m.Header.Get("Nats-Schedule-Target"); got != "push.jobs.p2p.low" { // the low lane
 		t.Fatalf("Nats-Schedule-Target = %q", got)

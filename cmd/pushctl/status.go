@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/pushworker/pushworker/control"
+	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
 )
 
@@ -143,7 +144,11 @@ func collectStatus(ctx context.Context, s *session) (*statusReport, error) {
 			}
 			prefix := n.Subject + ".jobs."
 			for subj, count := range full.State.Subjects {
-				rep.Pending[strings.TrimPrefix(subj, prefix)] += count
+				tail := strings.TrimPrefix(subj, prefix)
+				if jobs.IsScheduleTail(tail) { // jobs due later: no type's pending yet
+					continue
+				}
+				rep.Pending[tail] += count
 			}
 		}
 	}
