@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/internal/localhost"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream/sandbox"
 )
@@ -75,16 +76,16 @@ func newEnv(ctx context.Context, b *bench, name string, eo envOptions) (*benchEn
 			e.close()
 		}
 	}()
-	port, err := freePort()
+	port, err := localhost.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	if e.natsMon, err = freePort(); err != nil {
+	if e.natsMon, err = localhost.FreePort(); err != nil {
 		return nil, err
 	}
 	args := []string{natsServerCommand, "-port", strconv.Itoa(port), "-store", filepath.Join(e.dir, "jetstream"), "-http-port", strconv.Itoa(e.natsMon)}
 	if b.o.pprofDir != "" {
-		if e.natsProf, err = freePort(); err != nil {
+		if e.natsProf, err = localhost.FreePort(); err != nil {
 			return nil, err
 		}
 		args = append(args, "-prof-port", strconv.Itoa(e.natsProf))
@@ -174,7 +175,7 @@ type workerSettings struct {
 func (e *benchEnv) startWorkers(ctx context.Context, n int, ws workerSettings) error {
 	var started []*workerProc
 	for i := 0; i < n; i++ {
-		port, err := freePort()
+		port, err := localhost.FreePort()
 		if err != nil {
 			return err
 		}
@@ -473,7 +474,7 @@ func (e *benchEnv) startSampler(every time.Duration) *sampler {
 	start := time.Now()
 	take := func() {
 		sm := sample{at: time.Since(start), results: e.res.received(), procs: map[string]procStat{}}
-		sm.busy, sm.total = machineCPU()
+		sm.busy, sm.total = localhost.MachineCPU()
 		for name, pid := range e.procs() {
 			if st, err := readProcStat(pid); err == nil {
 				sm.procs[name] = st

@@ -59,6 +59,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pushworker/pushworker/internal/localhost"
 )
 
 type options struct {
@@ -214,7 +216,7 @@ func run(ctx context.Context, o *options) int {
 		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		return 1
 	}
-	root, err := moduleRoot()
+	root, err := localhost.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		return 1
@@ -318,9 +320,9 @@ func contains(list []string, s string) bool {
 
 // machineBusy measures the fraction of the machine's CPU that is busy over d.
 func machineBusy(d time.Duration) float64 {
-	b0, t0 := machineCPU()
+	b0, t0 := localhost.MachineCPU()
 	time.Sleep(d)
-	b1, t1 := machineCPU()
+	b1, t1 := localhost.MachineCPU()
 	if t1 <= t0 {
 		return 0
 	}

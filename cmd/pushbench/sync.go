@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pushworker/pushworker/internal/localhost"
 	"github.com/pushworker/pushworker/jobs"
 )
 
@@ -43,7 +44,7 @@ func (b *bench) syncRun(ctx context.Context, mode string) (float64, error) {
 	if err := e.startSandbox(ctx, 0); err != nil {
 		return 0, err
 	}
-	port, err := freePort()
+	port, err := localhost.FreePort()
 	if err != nil {
 		return 0, err
 	}

@@ -56,6 +56,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/pushworker/pushworker/internal/localhost"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream/sandbox"
 )
@@ -328,7 +329,7 @@ func (w *world) soak(ctx context.Context) (int, error) {
 	l := &loader{js: w.js, seed: o.seed, rate: o.rate, led: led}
 	in := &injector{w: w}
 	start := time.Now()
-	busy0, total0 := machineCPU()
+	busy0, total0 := localhost.MachineCPU()
 	fctx, stopFaults := context.WithCancel(ctx)
 	injected := make(chan struct{})
 	go func() {
@@ -341,7 +342,7 @@ func (w *world) soak(ctx context.Context) (int, error) {
 	if rest := time.Until(start.Add(o.duration)); rest > 0 {
 		sleepCtx(ctx, rest)
 	}
-	busy1, total1 := machineCPU()
+	busy1, total1 := localhost.MachineCPU()
 	machineBusy := 0.0
 	if total1 > total0 {
 		machineBusy = float64(busy1-busy0) / float64(total1-total0)
@@ -699,28 +700,6 @@ func (w *world) report(o options, in checkInput, vs []invariant, counts [numFaul
 		fmt.Fprintln(&b, "pushchaos: every invariant held")
 	}
 	return b.String()
-}
-
-// machineCPU returns the busy and total CPU ticks of the whole machine (/proc/stat).
-func machineCPU() (busy, total uint64) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	for i, v := range f[1:] {
-		var n uint64
-		fmt.Sscan(v, &n)
-		if i >= 8 { // guest time is already in user
-			break
-		}
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
 }
 
 // loadAvg is the first three fields of /proc/loadavg.

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pushworker/pushworker/internal/localhost"
 )
 
 // proc is one run of a child process (a NATS node or a worker). Its output is appended to
@@ -111,37 +111,9 @@ func (p *proc) term(grace time.Duration) (code int, inTime bool) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// moduleRoot finds the directory of go.mod from the working directory upwards.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found: run pushchaos from inside the pushworker module, or give --worker-bin")
-		}
-		dir = parent
-	}
-}
-
 // buildWorker compiles ./cmd/pushworker into dir.
 func buildWorker(ctx context.Context, dir string) (string, error) {
-	root, err := moduleRoot()
+	root, err := localhost.ModuleRoot()
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pushworker/pushworker/internal/localhost"
 	"github.com/pushworker/pushworker/upstream/sandbox"
 )
 
@@ -38,15 +39,15 @@ func newCluster(self, dir string, size int) (*cluster, error) {
 	c := &cluster{self: self}
 	var routes []string
 	for i := 1; i <= size; i++ {
-		p, err := freePort()
+		p, err := localhost.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		cp, err := freePort()
+		cp, err := localhost.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		mp, err := freePort()
+		mp, err := localhost.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -167,7 +168,7 @@ type workerSettings struct {
 }
 
 func newWorkerSlot(id int, bin, dir, upstreamURL string, ws workerSettings) (*workerSlot, error) {
-	port, err := freePort()
+	port, err := localhost.FreePort()
 	if err != nil {
 		return nil, err
 	}
