@@ -28,7 +28,7 @@ type outbox struct {
 	phase  time.Duration // of the limiter's release grid
 	m      *Metrics
 	in     chan *outItem
-	acks   chan []*outItem // published batches, whose acknowledgements await collects
+	acks   chan published // published batches, whose acknowledgements await collects
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -47,6 +47,12 @@ type outItem struct {
 	term   bool
 }
 
+// published is a batch as it went out, and by when its acknowledgements must be in.
+type published struct {
+	items    []*outItem
+	deadline time.Time
+}
+
 type outMsg struct {
 	m    *nats.Msg
 	opts []jetstream.PublishOpt
@@ -62,7 +68,7 @@ const (
 
 func newOutbox(js jetstream.JetStream, log zerolog.Logger, m *Metrics, linger, phase time.Duration) *outbox {
 	o := &outbox{js: js, log: log, linger: linger, phase: phase, m: m, in: make(chan *outItem, outboxBatch),
-		acks: make(chan []*outItem, 64), stopped: make(chan struct{})}
+		acks: make(chan published, 64), stopped: make(chan struct{})}
 	go o.loop()
 	go o.await()
 	return o
@@ -144,25 +150,30 @@ func (o *outbox) loop() {
 				it.futures[i], it.errs[i] = o.js.PublishMsgAsync(m.m, m.opts...)
 			}
 		}
-		o.acks <- batch
+		o.acks <- published{items: batch, deadline: time.Now().Add(ackTimeout)}
 	}
 }
 
-// await collects the acknowledgements of each published batch, in order.
+// await collects the acknowledgements of each published batch, in order. A batch's
+// acknowledgements share one deadline, ackTimeout after it went out: waiting ackTimeout for
+// each of them in turn (NATS lost a node and answers none) held the batches behind for
+// minutes, while their jobs sent no heartbeats and were redelivered to other replicas.
 func (o *outbox) await() {
 	defer close(o.stopped)
-	for batch := range o.acks {
-		for _, it := range batch {
+	for b := range o.acks {
+		ctx, cancel := context.WithDeadline(context.Background(), b.deadline)
+		for _, it := range b.items {
 			if it.done == nil {
 				continue
 			}
 			for k, f := range it.futures {
 				if f != nil {
-					it.acks[k], it.errs[k] = awaitAck(context.Background(), f)
+					it.acks[k], it.errs[k] = awaitAck(ctx, f)
 				}
 			}
 			close(it.done)
 		}
+		cancel()
 	}
 }
 
