@@ -141,7 +141,7 @@ func (o *outbox) loop() {
 		o.m.outboxWrites.Add(float64(len(batch)))
 		for _, it := range batch {
 			if it.settle != nil {
-				o.doSettle(it)
+				settleMsg(o.log, it.settle, it.term)
 				continue
 			}
 			it.futures = make([]jetstream.PubAckFuture, len(it.msgs))
@@ -177,15 +177,16 @@ func (o *outbox) await() {
 	}
 }
 
-func (o *outbox) doSettle(it *outItem) {
+// settleMsg acks msg, or terminates it with term, and logs a failure.
+func settleMsg(log zerolog.Logger, msg jetstream.Msg, term bool) {
 	var err error
-	if it.term {
-		err = it.settle.Term()
+	if term {
+		err = msg.Term()
 	} else {
-		err = it.settle.Ack()
+		err = msg.Ack()
 	}
 	if err != nil {
-		o.log.Warn().Err(err).Str("subject", it.settle.Subject()).Msg("ack failed; a redelivery will republish the same result")
+		log.Warn().Err(err).Str("subject", msg.Subject()).Msg("ack failed; a redelivery will republish the same result")
 	}
 }
 
@@ -222,7 +223,7 @@ func (w *Worker) settle(j *job, term bool) {
 		w.out.settle(j.msg, term)
 		return
 	}
-	w.out.doSettle(&outItem{settle: j.msg, term: term})
+	settleMsg(w.log, j.msg, term)
 }
 
 // untilGrid returns how long from now to the next point phase + k × grid (wall clock), at
