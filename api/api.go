@@ -22,6 +22,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/control"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 )
@@ -46,6 +47,9 @@ type Options struct {
 	// Version is the worker's version; a value that is not SemVer (e.g. "dev") is
 	// announced as 0.0.0-<value> and kept in the service metadata.
 	Version string
+	// Controls, when set, adds the operator's endpoints pause, resume and cancel
+	// (README "Campaigns").
+	Controls *control.Store
 	// StopGrace bounds how long Stop waits for requests in flight before cancelling
 	// their upstream calls (default Config.HTTPTimeout, or 10s).
 	StopGrace time.Duration
@@ -117,6 +121,13 @@ func Start(nc *nats.Conn, o Options) (micro.Service, error) {
 			_ = svc.Stop()
 			cancel()
 			return nil, fmt.Errorf("api: adding endpoint %s: %w", c.subject, err)
+		}
+	}
+	if o.Controls != nil {
+		if err := s.addControlEndpoints(g, *o.Controls); err != nil {
+			_ = svc.Stop()
+			cancel()
+			return nil, err
 		}
 	}
 	// The endpoints' subscriptions are only buffered so far: flush them, so that a request

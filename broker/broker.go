@@ -47,8 +47,15 @@ func (n Names) LimiterBucket() string { return n.Stream + "_LIMITER" }
 // StatsBucket is the KV bucket of notify tasks being polled for delivery stats.
 func (n Names) StatsBucket() string { return n.Stream + "_NOTIFY_TASKS" }
 
+// ControlBucket is the KV bucket of the operator's pauses and cancellations.
+func (n Names) ControlBucket() string { return n.Stream + "_CONTROL" }
+
 // JobSubject is where jobs of type t are published.
 func (n Names) JobSubject(t string) string { return n.Subject + ".jobs." + t }
+
+// ScheduleWildcard matches the subjects of jobs waiting for their not_before as scheduled
+// messages (jobs.ScheduleSubject): <prefix>.jobs._sched.>, inside JobsWildcard.
+func (n Names) ScheduleWildcard() string { return n.Subject + ".jobs." + jobs.ScheduleToken + ".>" }
 
 // JobsWildcard matches every job subject.
 func (n Names) JobsWildcard() string { return n.Subject + ".jobs.>" }
@@ -70,6 +77,18 @@ func (n Names) ControlSubject(s string) string { return n.Subject + ".internal."
 
 // Consumer is the durable consumer of a job type.
 func (n Names) Consumer(jobType string) string { return "pushworker-" + jobType }
+
+// LaneConsumer is the durable consumer of a job type's priority lane (README "Campaigns"):
+// Consumer for normal jobs, pushworker-<type>-<lane> for the high and low lanes.
+func (n Names) LaneConsumer(jobType string, lane jobs.Priority) string {
+	if lane == jobs.PriorityHigh || lane == jobs.PriorityLow {
+		return n.Consumer(jobType) + "-" + string(lane)
+	}
+	return n.Consumer(jobType)
+}
+
+// ConsumerLanes are the priority lanes that have a consumer each, normal first.
+var ConsumerLanes = []jobs.Priority{jobs.PriorityNormal, jobs.PriorityHigh, jobs.PriorityLow}
 
 // StartEmbedded starts an in-process NATS server with JetStream, listening on
 // PUSH_EMBEDDED_LISTEN and storing in PUSH_DATA_DIR, synced as PUSH_EMBEDDED_SYNC says.
@@ -187,6 +206,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c config.Config)
 			Replicas:    c.StreamReplicas,
 			Duplicates:  c.DuplicateWindow,
 			MaxMsgSize:  -1,
+			// Jobs due later wait as scheduled messages on <prefix>.jobs._sched.<type>.<id>
+			// (ScheduleWildcard), which no consumer filters (README "Campaigns"); schedules
+			// need roll-ups.
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
 		},
 		{
 			Name:        n.ResultsStream(),
@@ -266,6 +290,12 @@ func ConsumerTypes() []jobs.Spec {
 type ConsumerSettings struct {
 	AckWait       time.Duration
 	MaxAckPending int
+	// PauseUntil keeps the consumer paused (an operator's pause of the type for every
+	// app, README "Campaigns"); zero: not paused.
+	PauseUntil time.Time
+	// Lane is the priority lane the consumer reads (PriorityNormal or "": the type's
+	// subject itself).
+	Lane jobs.Priority
 }
 
 // EnsureConsumer creates or updates the durable pull consumer of a job type. Each type has
@@ -275,15 +305,22 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, n Names, jobTyp
 	if !ok {
 		return nil, fmt.Errorf("unknown job type %q", jobType)
 	}
+	desc := "pushworker jobs of type " + jobType + " (rate class " + spec.Class + ")"
+	if s.Lane == jobs.PriorityHigh || s.Lane == jobs.PriorityLow {
+		desc = "pushworker " + string(s.Lane) + " priority jobs of type " + jobType + " (rate class " + spec.Class + ")"
+	}
 	cc := jetstream.ConsumerConfig{
-		Durable:       n.Consumer(jobType),
-		Description:   "pushworker jobs of type " + jobType + " (rate class " + spec.Class + ")",
+		Durable:       n.LaneConsumer(jobType, s.Lane),
+		Description:   desc,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.AckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: s.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		FilterSubject: n.JobSubject(jobType),
+		FilterSubject: jobs.JobSubject(n.Subject, jobType, s.Lane),
+	}
+	if !s.PauseUntil.IsZero() {
+		cc.PauseUntil = &s.PauseUntil
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, n.JobsStream(), cc)
 	if err != nil {

@@ -75,11 +75,13 @@ var (
 )
 
 // jobConsumers are the durable pull consumers on the jobs stream, one per job
-// type, as the worker names them; each needs its own KEDA trigger.
+// type and priority lane, as the worker names them; each needs its own KEDA trigger.
 var jobConsumers = func() []string {
 	var out []string
-	for _, s := range jobs.Specs() {
-		out = append(out, broker.Names{}.Consumer(string(s.Type)))
+	for _, lane := range broker.ConsumerLanes {
+		for _, s := range jobs.Specs() {
+			out = append(out, broker.Names{}.LaneConsumer(string(s.Type), lane))
+		}
 	}
 	return out
 }()

@@ -30,9 +30,11 @@ func streamInfo(t testing.TB, js jetstream.JetStream, name string) *jetstream.St
 func checkStreams(t *testing.T, js jetstream.JetStream, subj, strm string, dupWindow, resultsAge, dlqAge time.Duration) {
 	t.Helper()
 	jobs := streamInfo(t, js, strm+"_JOBS").Config
-	if !slices.Equal(jobs.Subjects, []string{subj + ".jobs.>"}) || jobs.Retention != jetstream.WorkQueuePolicy ||
+	// Exactly <prefix>.jobs.> (§2): jobs due later wait inside it, on <prefix>.jobs._sched.>,
+	// as message schedules (README "Campaigns").
+	if !slices.Equal(jobs.Subjects, []string{subj + ".jobs.>"}) || !jobs.AllowMsgSchedules || jobs.Retention != jetstream.WorkQueuePolicy ||
 		jobs.Storage != jetstream.FileStorage || jobs.Duplicates != dupWindow || jobs.Replicas != 1 {
-		t.Fatalf("%s_JOBS: subjects %v retention %v storage %v duplicates %v replicas %d; want [%s.jobs.>] work queue, file, %v, 1",
+		t.Fatalf("%s_JOBS: subjects %v retention %v storage %v duplicates %v replicas %d; want [%s.jobs.>] work queue, file, %v, 1, schedules",
 			strm, jobs.Subjects, jobs.Retention, jobs.Storage, jobs.Duplicates, jobs.Replicas, subj, dupWindow)
 	}
 	results := streamInfo(t, js, strm+"_RESULTS").Config

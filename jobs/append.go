@@ -73,6 +73,14 @@ func (r *Result) AppendJSON(b []byte) []byte {
 	b = appendTime(b, r.EnqueuedAt)
 	b = append(b, `,"completed_at":`...)
 	b = appendTime(b, r.CompletedAt)
+	if r.DueAt != nil {
+		b = append(b, `,"due_at":`...)
+		b = appendTime(b, *r.DueAt)
+	}
+	if r.SentAt != nil {
+		b = append(b, `,"sent_at":`...)
+		b = appendTime(b, *r.SentAt)
+	}
 	return append(b, '}')
 }
 

@@ -18,8 +18,10 @@ func TestResultAppendJSON(t *testing.T) {
 			PacketIDs: []string{"p1", "p<2>"}, FailTopicIDs: []string{"9223372036854775807"}, Attempts: 3, Duplicate: true,
 			Upstream: &UpstreamAnswer{HTTPStatus: 200}, Error: Errorf(KindUpstreamRejected, "1 of 2 topics: \"x\""), JobSeq: 1<<64 - 1,
 			EnqueuedAt: at.In(time.FixedZone("CST", 8*3600)), CompletedAt: at},
-		"notify": {RequestID: "n", Type: "notify", App: "default", Status: StatusSent, TaskID: &id, TaskIDs: []int64{1, 2, 3}, Attempts: 1},
-		"failed": {RequestID: "f", Status: StatusFailed, Error: Errorf(KindUpstreamUnavailable, ""), Upstream: &UpstreamAnswer{HTTPStatus: 502, Message: "bad gateway"}},
+		"notify":    {RequestID: "n", Type: "notify", App: "default", Status: StatusSent, TaskID: &id, TaskIDs: []int64{1, 2, 3}, Attempts: 1},
+		"scheduled": {RequestID: "s", Type: "p2p", Status: StatusSent, DueAt: &at, SentAt: &at},
+		"cancelled": {RequestID: "c", Status: StatusCancelled, Error: Errorf(KindCancelled, "cancelled"), DueAt: &at},
+		"failed":    {RequestID: "f", Status: StatusFailed, Error: Errorf(KindUpstreamUnavailable, ""), Upstream: &UpstreamAnswer{HTTPStatus: 502, Message: "bad gateway"}},
 	} {
 		want, err := json.Marshal(&r)
 		if err != nil {

@@ -86,11 +86,19 @@ func Lookup(t string) (*Spec, bool) {
 	return nil, false
 }
 
+// IsType reports whether t is a job type.
+func IsType(t string) bool {
+	_, ok := Lookup(t)
+	return ok
+}
+
 // Job is the envelope a producer publishes on <prefix>.jobs.<type>.
 type Job struct {
 	RequestID    string          `json:"request_id,omitempty"`
 	App          string          `json:"app,omitempty"`
 	NotAfter     *time.Time      `json:"not_after,omitempty"`
+	NotBefore    *time.Time      `json:"not_before,omitempty"` // not sent before then (README "Campaigns")
+	Priority     Priority        `json:"priority,omitempty"`   // "" is normal
 	ReplySubject string          `json:"reply_subject,omitempty"`
 	Payload      json.RawMessage `json:"payload"`
 }
@@ -129,6 +137,8 @@ type Decoded struct {
 	RequestID    string
 	App          string
 	NotAfter     time.Time // zero when not set
+	NotBefore    time.Time // zero when not set
+	Priority     Priority  // PriorityNormal when not set
 	ReplySubject string    // where the result goes
 	Calls        []Call
 	// JSON is the job's data when it parsed as a JSON object (for the DLQ).
@@ -150,8 +160,8 @@ var CredentialFields = []string{"appId", "appKey", "appSecret", "access-token", 
 
 // envelope is a job's data read member by member; Payload aliases the data.
 type envelope struct {
-	RequestID, App, NotAfter, ReplySubject *string
-	Payload                                []byte
+	RequestID, App, NotAfter, NotBefore, Priority, ReplySubject *string
+	Payload                                                     []byte
 }
 
 // errInvalidMember marks an envelope error that is about one member, not the JSON text.
@@ -171,12 +181,16 @@ func (e *envelope) read(data []byte) error {
 			e.App, err = jsonobj.OptString(name, v)
 		case "not_after":
 			e.NotAfter, err = jsonobj.OptString(name, v)
+		case "not_before":
+			e.NotBefore, err = jsonobj.OptString(name, v)
+		case "priority":
+			e.Priority, err = jsonobj.OptString(name, v)
 		case "reply_subject":
 			e.ReplySubject, err = jsonobj.OptString(name, v)
 		case "payload":
 			e.Payload = v
 		default:
-			err = fmt.Errorf("%s: unknown field (a job has request_id, app, not_after, reply_subject and payload)", name)
+			err = fmt.Errorf("%s: unknown field (a job has request_id, app, not_after, not_before, priority, reply_subject and payload)", name)
 		}
 		if err != nil && first == nil {
 			first = errInvalidMember{err}
@@ -197,7 +211,8 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 		prefix = "push"
 	}
 	d := &Decoded{App: "default"}
-	d.Type = strings.TrimPrefix(m.Subject, prefix+".jobs.")
+	var lane Priority
+	d.Type, lane = SplitLane(strings.TrimPrefix(m.Subject, prefix+".jobs."))
 	d.RequestID = fallbackRequestID(m)
 	d.ReplySubject = prefix + ".results." + d.Type
 
@@ -241,6 +256,24 @@ func Decode(m Meta, data []byte, o Options) (*Decoded, *Error) {
 			return d, Errorf(KindInvalidJob, "not_after must be an RFC 3339 time: "+err.Error())
 		}
 		d.NotAfter = t
+	}
+	if env.NotBefore != nil {
+		t, err := time.Parse(time.RFC3339Nano, *env.NotBefore)
+		if err != nil {
+			return d, Errorf(KindInvalidJob, "not_before must be an RFC 3339 time: "+err.Error())
+		}
+		d.NotBefore = t
+		if !d.NotAfter.IsZero() && t.After(d.NotAfter) {
+			return d, Errorf(KindInvalidJob, fmt.Sprintf("not_before %s is after not_after %s", *env.NotBefore, *env.NotAfter))
+		}
+	}
+	d.Priority = lane // the subject's lane, unless the job names its priority
+	if env.Priority != nil {
+		p, ok := ParsePriority(*env.Priority)
+		if !ok {
+			return d, Errorf(KindInvalidJob, fmt.Sprintf("priority %q must be high, normal or low", *env.Priority))
+		}
+		d.Priority = p
 	}
 	if env.ReplySubject != nil && !validReplySubject(*env.ReplySubject, prefix) {
 		return d, Errorf(KindInvalidJob, fmt.Sprintf("reply_subject %q must be a subject under %s.results. without wildcards", *env.ReplySubject, prefix))

@@ -15,6 +15,8 @@ const (
 	StatusRejected Status = "rejected"
 	StatusFailed   Status = "failed"
 	StatusExpired  Status = "expired"
+	// StatusCancelled: an operator cancelled the job before it was sent (README "Campaigns").
+	StatusCancelled Status = "cancelled"
 )
 
 // ErrorKind names why a job did not end as sent.
@@ -30,6 +32,7 @@ const (
 	KindUpstreamRejected    ErrorKind = "upstream_rejected"
 	KindUpstreamUnavailable ErrorKind = "upstream_unavailable"
 	KindExpired             ErrorKind = "expired"
+	KindCancelled           ErrorKind = "cancelled"
 )
 
 // Error is a result's error: a kind from the list above and a human-readable detail that
@@ -69,6 +72,9 @@ type Result struct {
 	JobSeq       uint64          `json:"job_seq"`
 	EnqueuedAt   time.Time       `json:"enqueued_at"`
 	CompletedAt  time.Time       `json:"completed_at"`
+	// DueAt is a scheduled job's not_before; SentAt when its (last) upstream call was made.
+	DueAt  *time.Time `json:"due_at,omitempty"`
+	SentAt *time.Time `json:"sent_at,omitempty"`
 }
 
 // DLQEntry is what a rejected or failed job leaves on <prefix>.dlq.<type>.

@@ -129,18 +129,26 @@ func (g *gauges) sampleOnce(ctx context.Context, js jetstream.JetStream, n broke
 			g.pending.WithLabelValues(string(spec.Type)).Set(0)
 		}
 		for subj, cnt := range info.State.Subjects {
-			typ := strings.TrimPrefix(subj, n.Subject+".jobs.")
-			g.pending.WithLabelValues(typ).Set(float64(cnt))
+			tail := strings.TrimPrefix(subj, n.Subject+".jobs.")
+			if jobs.IsScheduleTail(tail) { // jobs due later are no type's backlog yet
+				continue
+			}
+			typ, _ := jobs.SplitLane(tail) // lanes count for their type
+			g.pending.WithLabelValues(typ).Add(float64(cnt))
 			if tb := byType[typ]; tb != nil {
-				tb.Stored = cnt
+				tb.Stored += cnt
 			} else {
 				unknown = append(unknown, dashboard.TypeBacklog{Type: typ, Stored: cnt})
 			}
 		}
 	}
-	for _, spec := range jobs.Specs() {
-		name := n.Consumer(string(spec.Type))
-		if ci, err := st.Consumer(cctx, name); err == nil {
+	for _, lane := range broker.ConsumerLanes {
+		for _, spec := range jobs.Specs() {
+			name := n.LaneConsumer(string(spec.Type), lane)
+			ci, err := st.Consumer(cctx, name)
+			if err != nil {
+				continue
+			}
 			info := ci.CachedInfo()
 			if fresh, err := ci.Info(cctx); err == nil {
 				info = fresh
@@ -148,7 +156,8 @@ func (g *gauges) sampleOnce(ctx context.Context, js jetstream.JetStream, n broke
 			g.ackPending.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumAckPending))
 			g.redelivered.WithLabelValues(name, string(spec.Type)).Set(float64(info.NumRedelivered))
 			if tb := byType[string(spec.Type)]; tb != nil {
-				tb.InFlight, tb.Redelivered = info.NumAckPending, info.NumRedelivered
+				tb.InFlight += info.NumAckPending
+				tb.Redelivered += info.NumRedelivered
 			}
 		}
 	}

@@ -176,7 +176,8 @@ func run(ctx context.Context, c config.Config, log zerolog.Logger) error {
 		return err
 	}
 
-	apiSvc, err := api.Start(nc, api.Options{Config: c, Client: client, Breakers: breakers, Logger: log, Version: Version})
+	ctl := wk.Controls()
+	apiSvc, err := api.Start(nc, api.Options{Config: c, Client: client, Breakers: breakers, Logger: log, Version: Version, Controls: &ctl})
 	if err != nil {
 		return fmt.Errorf("request/reply API: %w", err)
 	}

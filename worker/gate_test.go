@@ -12,7 +12,7 @@ import (
 // behind every queued job of a busy type; a waiter that gives up passes no place away.
 func TestGateTakesTurns(t *testing.T) {
 	g := (&gates{}).get("default", "p2p", 1)
-	if !g.enter(context.Background(), "p2p", 1, func() {}, time.Second) {
+	if !g.enter(context.Background(), "p2p", 1, 1, func() {}, time.Second) {
 		t.Fatal("the first job did not enter a free gate")
 	}
 	var mu sync.Mutex
@@ -22,7 +22,7 @@ func TestGateTakesTurns(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if g.enter(ctx, typ, 1, func() {}, time.Second) {
+			if g.enter(ctx, typ, 1, 1, func() {}, time.Second) {
 				mu.Lock()
 				order = append(order, name)
 				mu.Unlock()
@@ -32,7 +32,7 @@ func TestGateTakesTurns(t *testing.T) {
 		eventually(t, time.Second, name+" queued", func() bool {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return slices.Contains(g.turns, typ)
+			return slices.Contains(g.lanes[1].turns, typ)
 		})
 		time.Sleep(10 * time.Millisecond) // in arrival order
 	}
@@ -45,7 +45,7 @@ func TestGateTakesTurns(t *testing.T) {
 	eventually(t, time.Second, "the waiter that gave up is dropped", func() bool {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		return !slices.Contains(g.turns, "p2p_more")
+		return !slices.Contains(g.lanes[1].turns, "p2p_more")
 	})
 	queue("more-1", "p2p_more", context.Background())
 	g.leave(1)
@@ -53,8 +53,8 @@ func TestGateTakesTurns(t *testing.T) {
 	if want := []string{"p2p-1", "more-1", "p2p-2", "p2p-3", "p2p-4"}; !slices.Equal(order, want) {
 		t.Fatalf("admitted %v, want %v", order, want)
 	}
-	if g.free != 1 || len(g.turns) != 0 || len(g.waiting) != 0 {
-		t.Fatalf("gate left with free %d, turns %v, waiting %v", g.free, g.turns, g.waiting)
+	if g.taken != 0 || g.waitingAny() {
+		t.Fatalf("gate left with %d taken, lanes %v", g.taken, g.lanes)
 	}
 }
 
@@ -63,7 +63,7 @@ func TestGateTakesTurns(t *testing.T) {
 func TestGateWeights(t *testing.T) {
 	g := (&gates{}).get("default", "p2p", 4)
 	for range 4 {
-		if !g.enter(context.Background(), "p2p", 1, func() {}, time.Second) {
+		if !g.enter(context.Background(), "p2p", 1, 1, func() {}, time.Second) {
 			t.Fatal("a light job did not enter a free gate")
 		}
 	}
@@ -74,7 +74,7 @@ func TestGateWeights(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if g.enter(context.Background(), typ, weight, func() {}, time.Second) {
+			if g.enter(context.Background(), typ, 1, weight, func() {}, time.Second) {
 				mu.Lock()
 				order = append(order, name)
 				mu.Unlock()
@@ -85,8 +85,8 @@ func TestGateWeights(t *testing.T) {
 		eventually(t, time.Second, name+" queued", func() bool {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			for _, w := range g.waiting[typ] {
-				if w.need == g.need(weight) && len(g.waiting[typ]) > 0 {
+			for _, w := range g.lanes[1].waiting[typ] {
+				if w.need == g.need(weight) {
 					return true
 				}
 			}
@@ -109,8 +109,8 @@ func TestGateWeights(t *testing.T) {
 	if len(order) != 3 || order[0] != "heavy" { // the two light ones enter together
 		t.Fatalf("admitted %v, want heavy first", order)
 	}
-	if g.free != 4 || len(g.turns) != 0 {
-		t.Fatalf("gate left with free %d, turns %v", g.free, g.turns)
+	if g.taken != 0 || g.waitingAny() {
+		t.Fatalf("gate left with %d taken, lanes %v", g.taken, g.lanes)
 	}
 }
 
@@ -132,5 +132,49 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(end) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestGateLanes: waiting high jobs enter before normal and low ones, but the low lane
+// gets every 20th place while it waits (and normal every 10th), so it is never starved.
+func TestGateLanes(t *testing.T) {
+	g := (&gates{}).get("default", "p2p", 1)
+	if !g.enter(context.Background(), "p2p", 1, 1, func() {}, time.Second) {
+		t.Fatal("the first job did not enter a free gate")
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	queue := func(name string, lane int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if g.enter(context.Background(), "p2p", lane, 1, func() {}, time.Second) {
+				mu.Lock()
+				order = append(order, name)
+				mu.Unlock()
+				g.leave(1)
+			}
+		}()
+	}
+	for range 5 {
+		queue("low", 2)
+	}
+	for range 25 {
+		queue("high", 0)
+	}
+	eventually(t, time.Second, "every job queued", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.lanes[0].waiting["p2p"]) == 25 && len(g.lanes[2].waiting["p2p"]) == 5
+	})
+	g.leave(1)
+	wg.Wait()
+	want := slices.Repeat([]string{"high"}, 19)
+	want = append(want, "low")
+	want = append(want, slices.Repeat([]string{"high"}, 6)...)
+	want = append(want, "low", "low", "low", "low")
+	if !slices.Equal(order, want) {
+		t.Fatalf("admitted %v, want %v", order, want)
 	}
 }

@@ -32,6 +32,7 @@ type job struct {
 	throttled bool       // its class is held by the rate: its NATS writes go through the outbox
 	slot      bool       // holds a concurrency slot (see releaseSlot)
 	span      trace.Span // this delivery's span; nil when tracing is off
+	sentAt    time.Time  // when its last upstream call was made
 }
 
 // heartbeat tells JetStream the job is still being worked on, so it is not redelivered to
@@ -97,6 +98,14 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 		return
 	}
 	j.throttled = w.o.Limiter.Throttled(d.App, d.Spec.Class)
+	// Cancelled or paused by an operator (an in-memory check).
+	if w.held(hard, j) {
+		return
+	}
+	// Due later: waits as a scheduled message, not here.
+	if !d.NotBefore.IsZero() && time.Until(d.NotBefore) > 0 && !w.untilDue(soft, hard, j) {
+		return
+	}
 
 	// 2. Dedup: claim the request id, or replay its stored result, or wait for its owner.
 	switch st, err := w.claim(hard, j); {
@@ -131,6 +140,8 @@ func (w *Worker) process(soft, hard context.Context, j *job) {
 		case step.stopping:
 			w.release(hard, j)
 			w.handBack(j, 0)
+			return
+		case step.held:
 			return
 		case step.delay > 0:
 			if w.expired(hard, j) {
@@ -209,6 +220,7 @@ type step struct {
 	reason   string
 	stopping bool
 	expired  bool // not_after passed while the job waited for budget or a slot
+	held     bool // an operator paused or cancelled it meanwhile: done with
 }
 
 // attempt makes call i of the job once: waits for rate budget and a concurrency slot, asks
@@ -229,13 +241,17 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 	waited := w.traceWait(j, spec.Class, call.Weight)
 	defer waited()
 	g := w.gates.get(d.App, spec.Class, gateSize(j.app.Rate(spec.Class), w.maxAckPending()))
-	if !g.enter(soft, d.Type, call.Weight, j.heartbeat, w.ackWait/3) {
+	if !g.enter(soft, d.Type, d.Priority.Lane(), call.Weight, j.heartbeat, w.ackWait/3) {
 		return step{stopping: true}
 	}
 	err := w.o.Limiter.Wait(soft, d.App, spec.Class, call.Weight, j.heartbeat)
 	g.leave(call.Weight)
 	if err != nil || soft.Err() != nil {
 		return step{stopping: true}
+	}
+	// A pause or cancel that came while the job queued holds it now, before the call.
+	if w.held(hard, j) {
+		return step{held: true}
 	}
 	w.m.limiterWait.WithLabelValues(spec.Class).Observe(time.Since(start).Seconds())
 	j.throttled = j.throttled || w.o.Limiter.Throttled(d.App, spec.Class)
@@ -272,6 +288,7 @@ func (w *Worker) attempt(soft, hard context.Context, j *job, i int) step {
 
 	w.m.tokens.WithLabelValues(d.App, spec.Class).Add(float64(call.Weight))
 	t0 := time.Now()
+	j.sentAt = t0
 	traced := w.traceCall(j, spec)
 	called = true // the slot is kept until the job's outcome is recorded (releaseSlot)
 	out := w.o.Sender.Push(hard, spec, j.app, call.Body)
@@ -450,12 +467,16 @@ func (w *Worker) outcomeResult(j *job) *jobs.Result {
 		cs := rec.Calls[0]
 		res.PacketID, res.PacketIDs, res.FailTopicIDs = cs.PacketID, cs.PacketIDs, cs.FailTopicIDs
 	}
+	if !j.d.NotBefore.IsZero() && !j.sentAt.IsZero() {
+		sent := j.sentAt.UTC()
+		res.SentAt = &sent
+	}
 	return res
 }
 
 // newResult starts a result for the job.
 func (w *Worker) newResult(j *job, s jobs.Status) *jobs.Result {
-	return &jobs.Result{
+	res := &jobs.Result{
 		RequestID:  j.d.RequestID,
 		Type:       j.d.Type,
 		App:        j.d.App,
@@ -463,6 +484,11 @@ func (w *Worker) newResult(j *job, s jobs.Status) *jobs.Result {
 		JobSeq:     j.seq,
 		EnqueuedAt: j.ts.UTC(),
 	}
+	if !j.d.NotBefore.IsZero() {
+		due := j.d.NotBefore.UTC()
+		res.DueAt = &due
+	}
+	return res
 }
 
 // handBack returns the job to the stream to be delivered again after delay. It does not

@@ -17,6 +17,8 @@ type Metrics struct {
 	inflight         prometheus.Gauge
 	outboxBatches    prometheus.Counter
 	outboxWrites     prometheus.Counter
+	paused           *prometheus.GaugeVec
+	cancels          prometheus.Gauge
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered).
@@ -57,9 +59,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		outboxWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushworker_outbox_writes_total", Help: "NATS writes of rate-limited jobs sent in batches; divided by the batches, the mean batch.",
 		}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pushworker_paused", Help: "1 for each operator pause in force, by app (* for every app) and target (job type or rate class).",
+		}, []string{"app", "target"}),
+		cancels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushworker_cancellations", Help: "Operator cancellations (request-id prefixes) in force.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.tokens, m.inflight, m.outboxBatches, m.outboxWrites)
+		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.tokens, m.inflight, m.outboxBatches, m.outboxWrites, m.paused, m.cancels)
 	}
 	return m
 }

@@ -32,7 +32,11 @@ func (w *Worker) sweepUnknown(soft, hard context.Context) {
 			continue
 		}
 		for subj := range info.State.Subjects {
-			if _, ok := jobs.Lookup(subj[len(w.n.JobsWildcard())-1:]); ok {
+			tail := subj[len(w.n.JobsWildcard())-1:]
+			if jobs.IsScheduleTail(tail) { // a job due later, not an unknown type
+				continue
+			}
+			if t, _ := jobs.SplitLane(tail); jobs.IsType(t) {
 				continue
 			}
 			w.sweepSubject(soft, hard, subj)

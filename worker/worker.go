@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushworker/pushworker/broker"
 	"github.com/pushworker/pushworker/config"
+	"github.com/pushworker/pushworker/control"
 	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/upstream"
 )
@@ -91,6 +92,9 @@ type Worker struct {
 	loops     map[string]*loopState // per job type
 	gates     gates
 	tr        *tracer // nil: tracing off
+	ctlKV     jetstream.KeyValue
+	ctl       *control.Watcher // the operator's pauses and cancellations
+	cpause    *consumerPauses
 }
 
 type loopState struct {
@@ -111,15 +115,19 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		o: o, c: o.Config, n: broker.NamesFrom(o.Config), log: o.Logger, js: o.JS,
 		slots: make(chan struct{}, o.Config.Concurrency), scrub: config.NewScrubber(o.Config.Secrets()),
 		m: o.Metrics, ackWait: o.AckWait, loops: map[string]*loopState{}, runner: newRunner(10 * time.Second),
-		tr:           newTracer(o.TracerProvider, o.Config),
+		tr: newTracer(o.TracerProvider, o.Config), ctl: &control.Watcher{}, cpause: newConsumerPauses(),
 		holderPrefix: nuid.Next(),
 	}
+	w.ctl.OnChange = w.onControl
 	if d := w.maxRetryDelay(); d < w.c.RetryMax {
 		w.log.Warn().Dur("PUSH_RETRY_MAX", w.c.RetryMax).Dur("PUSH_DEDUP_TTL", w.c.DedupTTL).Dur("retry_max", d).
 			Msg("retries wait at most half of PUSH_DEDUP_TTL: the attempt count lives in the dedup record")
 	}
 	var err error
 	if w.dedup, err = broker.KV(ctx, o.JS, o.Config, w.n.DedupBucket(), o.Config.DedupTTL); err != nil {
+		return nil, err
+	}
+	if w.ctlKV, err = broker.KV(ctx, o.JS, o.Config, w.n.ControlBucket(), 0); err != nil {
 		return nil, err
 	}
 	if w.stream, err = o.JS.Stream(ctx, w.n.JobsStream()); err != nil {
@@ -160,22 +168,46 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.out = newOutbox(w.js, w.log, w.m, outboxLinger, phase)
 	defer w.out.stop() // after every job: their acks go out before Run returns
+	// The operator's controls first: a paused type's consumer starts paused.
+	ctlCtx, stopCtl := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopCtl(); w.ctl.Wait() }()
+	if err := w.ctl.Start(ctlCtx, w.ctlKV); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	var ccs []jetstream.ConsumeContext
-	for _, spec := range broker.ConsumerTypes() {
+	// abandon stops the consumers set up so far when the rest cannot be, and waits for the
+	// jobs they delivered meanwhile (they finish or are handed back: ctx may have ended).
+	abandon := func() {
+		for _, cc := range ccs {
+			cc.Stop()
+		}
+		done := make(chan struct{})
+		go func() { w.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(w.c.ShutdownTimeout):
+			cancelHard()
+			<-done
+		}
+	}
+	for _, cs := range consumerSpecs() {
+		spec, lane := cs.spec, cs.lane
 		jobType, class := string(spec.Type), spec.Class
-		cons, err := w.ensureConsumer(ctx, jobType)
+		name := w.n.LaneConsumer(jobType, lane)
+		cons, err := w.ensureConsumer(ctx, jobType, lane)
 		if err != nil {
-			for _, cc := range ccs {
-				cc.Stop()
-			}
+			abandon()
 			if ctx.Err() != nil {
-				return nil // asked to stop while starting: nothing was taken yet
+				return nil // asked to stop while starting
 			}
 			return err
 		}
 		ls := &loopState{}
 		w.mu.Lock()
-		w.loops[jobType] = ls
+		w.loops[name] = ls
 		w.mu.Unlock()
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
 			w.mu.Lock()
@@ -201,19 +233,17 @@ func (w *Worker) Run(ctx context.Context) error {
 					w.mu.Unlock()
 					return
 				}
-				w.log.Warn().Err(err).Str("type", jobType).Msg("consume error")
+				w.log.Warn().Err(err).Str("consumer", name).Msg("consume error")
 			}))
 		if err != nil {
-			for _, c := range ccs {
-				c.Stop()
-			}
-			return fmt.Errorf("consuming %s: %w", w.n.Consumer(jobType), err)
+			abandon()
+			return fmt.Errorf("consuming %s: %w", name, err)
 		}
 		ccs = append(ccs, cc)
 		go func() {
 			<-cc.Closed()
 			if ctx.Err() == nil {
-				w.log.Error().Str("type", jobType).Msg("fetch loop ended unexpectedly")
+				w.log.Error().Str("consumer", name).Msg("fetch loop ended unexpectedly")
 				w.mu.Lock()
 				ls.closed = true
 				w.mu.Unlock()
@@ -221,7 +251,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 	}
 	var bg sync.WaitGroup
-	bg.Add(1)
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		w.followPauses(ctx)
+	}()
 	go func() {
 		defer bg.Done()
 		w.sweepUnknown(ctx, hard)
@@ -258,20 +292,45 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// consumerSpec is one consumer the worker reads: a job type's priority lane.
+type consumerSpec struct {
+	spec jobs.Spec
+	lane jobs.Priority
+}
+
+// consumerSpecs lists the consumers in the order they are set up: every type's normal
+// lane (the type's own subject) in broker.ConsumerTypes order, then the high and low lanes.
+func consumerSpecs() []consumerSpec {
+	var out []consumerSpec
+	for _, lane := range broker.ConsumerLanes {
+		for _, spec := range broker.ConsumerTypes() {
+			out = append(out, consumerSpec{spec, lane})
+		}
+	}
+	return out
+}
+
 // consumerSetupFor bounds how long Run retries setting up a consumer: a NATS server that
 // restarts, or a cluster electing the stream's leader, answers with timeouts for a while.
 const consumerSetupFor = 30 * time.Second
 
 // ensureConsumer sets up a job type's consumer, retrying failures for consumerSetupFor.
-func (w *Worker) ensureConsumer(ctx context.Context, jobType string) (jetstream.Consumer, error) {
+func (w *Worker) ensureConsumer(ctx context.Context, jobType string, lane jobs.Priority) (jetstream.Consumer, error) {
 	deadline := time.Now().Add(consumerSetupFor)
 	delay := 100 * time.Millisecond
 	for {
-		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending()})
+		spec, _ := jobs.Lookup(jobType)
+		pause := w.ctl.Load().ConsumerPause(jobType, spec.Class, time.Now())
+		cons, err := broker.EnsureConsumer(ctx, w.js, w.n, jobType, broker.ConsumerSettings{AckWait: w.ackWait, MaxAckPending: w.maxAckPending(), PauseUntil: pause, Lane: lane})
+		if err == nil {
+			w.cpause.mu.Lock()
+			w.cpause.applied[w.n.LaneConsumer(jobType, lane)] = pause
+			w.cpause.mu.Unlock()
+		}
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return cons, err
 		}
-		w.log.Warn().Err(err).Str("type", jobType).Dur("retry_in", delay).Msg("could not set up the consumer; retrying")
+		w.log.Warn().Err(err).Str("consumer", w.n.LaneConsumer(jobType, lane)).Dur("retry_in", delay).Msg("could not set up the consumer; retrying")
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():

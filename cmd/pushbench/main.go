@@ -34,6 +34,10 @@
 //     it at full speed while it drains them, once with the server's default sync (fsync
 //     every 2 minutes) and once with always (fsync of every write before its ack): jobs/s
 //     from the first to the last result and the worker's CPU time per job (NATS included).
+//   - priority (only with --scenarios priority): a backlog of --priority-backlog (100,000)
+//     low-priority p2p jobs drained at 1,000/s (worker and sandbox) while high-priority p2p
+//     jobs come at --priority-high-rate (50/s): the high jobs' publish → result p50/p99 and
+//     the worst sliding 1 s window of the class at the sandbox.
 //
 // Every per-job CPU figure comes from /proc/<pid>/stat of each process between the first
 // and the last result; "other" is the machine's busy time not spent in these processes
@@ -85,11 +89,14 @@ type options struct {
 	workerEnv        []string
 	waitIdle         time.Duration
 	workerBin        string
+	priorityBacklog  int
+	priorityHighRate float64
 }
 
-var allScenarios = []string{"raw", "drain", "throttled", "latency", "precision", "memory", "sync"}
+var allScenarios = []string{"raw", "drain", "throttled", "latency", "precision", "memory", "sync", "priority"}
 
-// defaultScenarios run without --scenarios: sync only on demand (--scenarios sync or all).
+// defaultScenarios run without --scenarios: sync and priority (two minutes at 1,000/s)
+// only on demand (--scenarios sync,priority or all).
 var defaultScenarios = allScenarios[:6]
 
 type bench struct {
@@ -133,6 +140,8 @@ func main() {
 	flag.IntVar(&o.precisionSeconds, "precision-seconds", 30, "precision: seconds of backlog per class")
 	flag.Float64Var(&o.precisionRate, "precision-rate", 1000, "precision: tokens per second of each class (worker and sandbox)")
 	replicas := flag.String("replicas", "1,3", "precision: comma-separated worker replica counts")
+	flag.IntVar(&o.priorityBacklog, "priority-backlog", 100000, "priority: low-priority p2p jobs in the backlog")
+	flag.Float64Var(&o.priorityHighRate, "priority-high-rate", 50, "priority: high-priority p2p jobs offered per second while the backlog drains")
 	flag.IntVar(&o.workers, "workers", 1, "drain: worker processes")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "PUSH_CONCURRENCY of the workers (0: the worker's default)")
 	flag.IntVar(&o.rawMsgs, "raw-msgs", 300000, "raw: messages published and consumed")
@@ -156,7 +165,7 @@ func main() {
 			"jobs": func() { o.jobs = 20000 }, "backlog": func() { o.backlog = 100000 }, "sync-jobs": func() { o.syncJobs = 5000 },
 			"duration": func() { o.duration = 5 * time.Second }, "precision-seconds": func() { o.precisionSeconds = 5 },
 			"raw-msgs": func() { o.rawMsgs = 50000 }, "raw-duration": func() { o.rawDuration = 2 * time.Second },
-			"profile-seconds": func() { o.profileSeconds = 3 },
+			"profile-seconds": func() { o.profileSeconds = 3 }, "priority-backlog": func() { o.priorityBacklog = 20000 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -257,6 +266,7 @@ func run(ctx context.Context, o *options) int {
 		{"precision", b.precision},
 		{"memory", b.memory},
 		{"sync", b.syncCost},
+		{"priority", b.priority},
 	}
 	for _, s := range steps {
 		if !o.scenarios[s.name] {

@@ -22,6 +22,8 @@ const jobSize = 256
 type jobGen struct {
 	run   string
 	types []jobs.Type
+	// priority, when set, gives job i's priority: its subject is that lane's.
+	priority func(i int) jobs.Priority
 }
 
 func (g jobGen) typeOf(i int) jobs.Type { return g.types[i%len(g.types)] }
@@ -56,6 +58,9 @@ func (g jobGen) job(i int) (string, []byte) {
 		b = append(b, 'x')
 	}
 	b = append(b, `"}}`...)
+	if g.priority != nil {
+		return jobs.JobSubject("push", string(t), g.priority(i)), b
+	}
 	return "push.jobs." + string(t), b
 }
 

@@ -35,6 +35,7 @@ type sendOpts struct {
 
 	// envelope
 	requestID, app, notAfter, replySubject string
+	at, in, priority                       string
 
 	wait       waitFlag
 	noValidate bool
@@ -67,6 +68,9 @@ func (o *sendOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.requestID, "request-id", "", "the job's request id (default: a random id); also its Nats-Msg-Id")
 	fs.StringVar(&o.app, "app", "", "the credential set (app) of the job (worker default: default)")
 	fs.StringVar(&o.notAfter, "not-after", "", "do not send after this RFC 3339 time, or this duration from now (10m)")
+	fs.StringVar(&o.at, "at", "", "send at this RFC 3339 time (not_before; the job waits in the stream as a scheduled message)")
+	fs.StringVar(&o.in, "in", "", "send after this duration from now (not_before = now + duration)")
+	fs.StringVar(&o.priority, "priority", "", "high, normal (default) or low: the job's lane within its app and rate class budget")
 	fs.StringVar(&o.replySubject, "reply-subject", "", "publish the result here instead of <prefix>.results.<type>")
 	fs.Var(&o.wait, "wait", "wait for the job's result and print it: --wait, --wait=1m or --wait 1m (default 30s)")
 	fs.BoolVar(&o.noValidate, "no-validate", false, "publish without checking the job first")
@@ -119,11 +123,18 @@ func runSend(ctx context.Context, a *app, args []string) int {
 	if err != nil {
 		return a.usageErr("%v", err)
 	}
+	notBefore, err := parseNotBefore(o.at, o.in, time.Now())
+	if err != nil {
+		return a.usageErr("%v", err)
+	}
+	if _, ok := jobs.ParsePriority(o.priority); !ok {
+		return a.usageErr("--priority %q: want high, normal or low", o.priority)
+	}
 	reqID := o.requestID
 	if reqID == "" {
 		reqID = nuid.Next()
 	}
-	job := jobs.Job{RequestID: reqID, App: o.app, NotAfter: notAfter, ReplySubject: o.replySubject, Payload: payload}
+	job := jobs.Job{RequestID: reqID, App: o.app, NotAfter: notAfter, NotBefore: notBefore, Priority: jobs.Priority(o.priority), ReplySubject: o.replySubject, Payload: payload}
 	n := a.names()
 	subject := n.JobSubject(typ)
 	if !o.noValidate {

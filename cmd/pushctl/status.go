@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/pushworker/pushworker/control"
+	"github.com/pushworker/pushworker/jobs"
 	"github.com/pushworker/pushworker/limiter"
 )
 
@@ -28,6 +30,7 @@ type statusReport struct {
 	Pending   map[string]uint64 `json:"pending_by_type"`
 	Limiter   limiterStatus     `json:"limiter"`
 	Services  []micro.Ping      `json:"services"`
+	Controls  *control.State    `json:"controls"`
 	Problems  []string          `json:"problems,omitempty"`
 }
 
@@ -141,7 +144,11 @@ func collectStatus(ctx context.Context, s *session) (*statusReport, error) {
 			}
 			prefix := n.Subject + ".jobs."
 			for subj, count := range full.State.Subjects {
-				rep.Pending[strings.TrimPrefix(subj, prefix)] += count
+				tail := strings.TrimPrefix(subj, prefix)
+				if jobs.IsScheduleTail(tail) { // jobs due later: no type's pending yet
+					continue
+				}
+				rep.Pending[tail] += count
 			}
 		}
 	}
@@ -170,6 +177,17 @@ func collectStatus(ctx context.Context, s *session) (*statusReport, error) {
 			rep.Limiter.Replicas = append(rep.Limiter.Replicas, limiterEntry{Replica: k, Updated: e.Created(), Value: v})
 		}
 		sort.Slice(rep.Limiter.Replicas, func(i, j int) bool { return rep.Limiter.Replicas[i].Replica < rep.Limiter.Replicas[j].Replica })
+	}
+
+	rep.Controls = &control.State{Pauses: []control.Pause{}, Cancels: []control.Cancel{}}
+	if kv, err := s.js.KeyValue(actx, n.ControlBucket()); err == nil {
+		st, err := control.Store{KV: kv}.State(actx)
+		if err != nil {
+			return nil, fmt.Errorf("KV bucket %s: %w", n.ControlBucket(), err)
+		}
+		rep.Controls = st
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("KV bucket %s: %w", n.ControlBucket(), err)
 	}
 
 	pings, err := pingServices(ctx, s.nc, "pushworker")
@@ -265,6 +283,22 @@ func (a *app) printStatus(s *session, rep *statusReport) {
 				continue
 			}
 			fmt.Fprintf(a.stdout, "  %s\n", truncate(string(r.Value), 200))
+		}
+	}
+	fmt.Fprintf(a.stdout, "\nOperator controls (KV %s):", s.names.ControlBucket())
+	if rep.Controls.Empty() {
+		fmt.Fprintln(a.stdout, " nothing paused or cancelled")
+	} else {
+		fmt.Fprintln(a.stdout)
+		for _, p := range rep.Controls.Pauses {
+			fmt.Fprintf(a.stdout, "  paused %s for %s since %s until %s", p.Target, appLabel(p.App), fmtTime(p.Since), untilLabel(p.Until))
+			if p.Reason != "" {
+				fmt.Fprintf(a.stdout, " (%s)", p.Reason)
+			}
+			fmt.Fprintln(a.stdout)
+		}
+		for _, c := range rep.Controls.Cancels {
+			fmt.Fprintf(a.stdout, "  cancelled request ids %q since %s until %s\n", c.Prefix, fmtTime(c.Since), untilLabel(c.Until))
 		}
 	}
 	fmt.Fprintf(a.stdout, "\nService instances ($SRV.PING.pushworker):")

@@ -82,3 +82,25 @@ func (w *waitFlag) Set(s string) error {
 	w.on, w.bare, w.d = true, false, d
 	return nil
 }
+
+// parseNotBefore reads --at (an RFC 3339 time) or --in (a duration from now).
+func parseNotBefore(at, in string, now time.Time) (*time.Time, error) {
+	switch {
+	case at != "" && in != "":
+		return nil, fmt.Errorf("--at and --in: give one of them")
+	case at != "":
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return nil, fmt.Errorf("--at %q: want an RFC 3339 time (2026-11-23T09:00:00+08:00)", at)
+		}
+		return &t, nil
+	case in != "":
+		d, err := time.ParseDuration(in)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--in %q: want a positive duration (90m)", in)
+		}
+		t := now.Add(d).UTC()
+		return &t, nil
+	}
+	return nil, nil
+}
