@@ -19,6 +19,7 @@ type Metrics struct {
 	outboxWrites     prometheus.Counter
 	paused           *prometheus.GaugeVec
 	cancels          prometheus.Gauge
+	orphans          *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not registered).
@@ -65,9 +66,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cancels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushworker_cancellations", Help: "Operator cancellations (request-id prefixes) in force.",
 		}),
+		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushworker_consumer_resets_total", Help: "Consumers reset to deliver a job again that was left in the stream below their ack floor, by consumer.",
+		}, []string{"consumer"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.tokens, m.inflight, m.outboxBatches, m.outboxWrites, m.paused, m.cancels)
+		reg.MustRegister(m.jobs, m.attempts, m.waits, m.dedupHits, m.dlqWrites, m.upstreamDuration, m.limiterWait, m.tokens, m.inflight, m.outboxBatches, m.outboxWrites, m.paused, m.cancels, m.orphans)
 	}
 	return m
 }

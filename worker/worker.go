@@ -59,6 +59,9 @@ type Options struct {
 	// TracerProvider makes the spans of the job path (README "Tracing"); nil: no tracing,
 	// at no cost.
 	TracerProvider trace.TracerProvider
+	// OrphanSweep is how often each job consumer is checked for jobs it will never deliver
+	// again (sweepOrphans; default 10s).
+	OrphanSweep time.Duration
 }
 
 // Worker consumes jobs of every type and delivers them.
@@ -251,10 +254,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 	}
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() {
 		defer bg.Done()
 		w.followPauses(ctx)
+	}()
+	go func() {
+		defer bg.Done()
+		w.sweepOrphans(ctx)
 	}()
 	go func() {
 		defer bg.Done()
