@@ -6,72 +6,40 @@ import (
 )
 
 // released records the tokens this replica let go in the last second, by the time they
-// actually left Wait. The bucket decides when tokens are due; this record guards what the
-// upstream sees: a caller that wakes late (a scheduler stall on a busy machine) would
-// otherwise go out together with the callers due after it, and that bunch could put more
-// than the rate into one sliding second at the upstream.
+// actually left Admit, and paces them. The bucket decides when tokens are due; this record
+// guards what the upstream sees: callers whose tokens came due while they could not go (a
+// scheduler stall on a busy machine, or every concurrency slot busy behind a slow upstream)
+// would otherwise go out together with the callers due after them.
 //
-// It also keeps the replica's share of the rate over the last second (shares): the most a
-// replica may have sent in a sliding second is what its shares allowed over that second,
-// not what its share of this moment allows for a whole second. Otherwise a replica whose
-// share was just raised could send the new share's second at once, into a second that
-// still holds what the others sent at their old, higher shares: the chaos soak saw three
-// replicas, each holding callers whose tokens came due while every concurrency slot was
-// busy (an upstream answering in 2 s), put 362 tokens into one second of a 300/s class as
-// shares moved between them.
+// Two rules, both at the replica's current share of the rate:
+//   - pace: calls leave at the share's rate, with at most one burst (the bucket's) ahead
+//     of it (a virtual-clock pacer, GCRA). A pile of such callers drains at the rate
+//     instead of all at once. The chaos soak saw what all at once does: three replicas,
+//     each holding the callers of 2 s of an upstream latency spike, each let a whole
+//     second of its share go within 250 ms; their calls queued for connections and
+//     arrived spread out, so that the upstream counted 362 tokens in one second of a
+//     300/s class.
+//   - window: no sliding second holds more than the share's rate. The bucket's burst is
+//     not added here: it is left for the way to the upstream, which counts a call when it
+//     arrives, 1–20 ms after it left on a busy machine (the soak saw each of three
+//     replicas' seconds 1–3 tokens fuller at the upstream than when they left).
 type released struct {
-	mu     sync.Mutex
-	at     []int64 // unix nanoseconds, oldest first, from head
-	n      []int
-	head   int
-	sum    int
-	shares []shareSince // the shares in force over the last window, oldest first
-}
-
-// shareSince is a share of the rate in force from a time on (unix nanoseconds).
-type shareSince struct {
-	from  int64
-	share float64
-}
-
-// setShare records that share is in force from now on.
-func (r *released) setShare(now int64, share float64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// Forget the shares that ended before the window: keep the one in force at its start.
-	i := 0
-	for i+1 < len(r.shares) && r.shares[i+1].from <= now-window {
-		i++
-	}
-	r.shares = append(r.shares[i:], shareSince{from: now, share: share})
-}
-
-// allowed returns the fraction of the rate the shares allowed over the window before now:
-// the mean share over that second. r.mu must be held.
-func (r *released) allowed(now int64) float64 {
-	if len(r.shares) == 0 {
-		return 0
-	}
-	start := now - window
-	acc := 0.0
-	for i, s := range r.shares {
-		from := max(s.from, start)
-		if i == 0 {
-			from = start // the first share recorded counts as in force before it too
-		}
-		to := now
-		if i+1 < len(r.shares) {
-			to = min(r.shares[i+1].from, now)
-		}
-		if to > from {
-			acc += s.share * float64(to-from)
-		}
-	}
-	return acc / float64(window)
+	mu   sync.Mutex
+	at   []int64 // unix nanoseconds, oldest first, from head
+	n    []int
+	head int
+	sum  int
+	tat  int64 // the pacer's clock: when the calls let go so far are paid for at the rate
 }
 
 // window is the span the upstream's limit is measured over.
 const window = int64(time.Second)
+
+// paceAbove is how much faster than the rate the pacer lets callers go: a pile left by a
+// stall drains a little faster than the rate, within the window's limit, so that the
+// stall's time is made up instead of lost for good (paced at exactly the rate, the
+// replicas of pushbench's precision run reached 0.95-0.98 of the rate, from 0.97-0.99).
+const paceAbove = 1.1
 
 // purge forgets releases older than one window before now. r.mu must be held.
 func (r *released) purge(now int64) {
@@ -94,58 +62,59 @@ func (r *released) lastSecond(now int64) int {
 	return r.sum
 }
 
-// take records n tokens released at now if the last window leaves room for them under
-// rate times the shares allowed over that window plus burst (a release heavier than that
-// goes when the window is empty). Otherwise it returns when enough will have left the
-// window, or, while the allowance grows after a raised share, soon.
+// take records n tokens released at now if the pacer and the last window leave room for
+// them at rate tokens per second with burst ahead (a release heavier than the rate goes
+// when the window is empty). Otherwise it returns when to look again; 0 means not before
+// the rate changes (a share of 0).
 func (r *released) take(now int64, n int, rate, burst float64) (ok bool, retry int64) {
+	if rate <= 0 {
+		return false, 0
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.purge(now)
-	limit := max(rate*r.allowed(now)+burst, 1)
-	if r.sum == 0 || float64(r.sum+n) <= limit {
-		r.at = append(r.at, now)
-		r.n = append(r.n, n)
-		r.sum += n
-		return true, 0
+	slack := int64(burst / rate * float64(time.Second))
+	if r.tat-now > slack {
+		return false, r.tat - slack
 	}
-	need := float64(r.sum+n) - limit
-	if float64(n) > limit {
-		need = float64(r.sum) // wait for an empty window
-	}
-	retry = r.at[len(r.at)-1] + window + 1
-	acc := 0
-	for i := r.head; i < len(r.at); i++ {
-		acc += r.n[i]
-		if float64(acc) >= need {
-			retry = r.at[i] + window + 1
-			break
+	limit := max(rate+burst, 1)
+	if r.sum > 0 && float64(r.sum+n) > limit {
+		need := float64(r.sum+n) - limit
+		if float64(n) > limit {
+			need = float64(r.sum) // wait for an empty window
 		}
+		retry = r.at[len(r.at)-1] + window + 1
+		acc := 0
+		for i := r.head; i < len(r.at); i++ {
+			acc += r.n[i]
+			if float64(acc) >= need {
+				retry = r.at[i] + window + 1
+				break
+			}
+		}
+		return false, retry
 	}
-	if last := r.shares[len(r.shares)-1]; len(r.shares) > 1 && last.from > now-window {
-		retry = min(retry, now+rampCheck) // the allowance is still moving
-	}
-	return false, retry
+	r.tat = max(r.tat, now) + int64(float64(n)/(rate*paceAbove)*float64(time.Second))
+	r.at = append(r.at, now)
+	r.n = append(r.n, n)
+	r.sum += n
+	return true, 0
 }
 
-// rampCheck is how often a caller held by Admit looks again while its replica's allowance
-// moves after a changed share.
-const rampCheck = int64(10 * time.Millisecond)
-
-// admit holds a caller whose tokens are due until releasing them keeps the last second of
-// releases within what the replica's shares allowed over that second. The bucket's burst
-// is not added here: it is what the way to the upstream may add, since the upstream counts
-// a call when it arrives, not when it left Admit, and on a busy machine calls arrive a few
-// to 20 ms apart from when they left (the chaos soak saw each of three replicas' seconds
-// 1–3 tokens fuller at the upstream than at Admit).
+// admit holds a caller whose tokens are due until the pacer and the window of the
+// replica's current share let it go (released).
 func (e *entry) admit(w *waiter, n int) wake {
 	for {
 		b := e.cur.Load()
-		ok, retry := e.rel.take(time.Now().UnixNano(), n, e.rate, 0)
+		ok, retry := e.rel.take(time.Now().UnixNano(), n, b.rate, float64(b.burst))
 		if ok {
 			return woke
 		}
-		if why := w.sleep(b.changed, b.onTick(time.Unix(0, retry))); why == stopped {
+		at := time.Time{} // until the share changes
+		if retry > 0 {
+			at = b.onTick(time.Unix(0, retry))
+		}
+		if why := w.sleep(b.changed, at); why == stopped {
 			return stopped
 		}
 	}

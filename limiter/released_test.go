@@ -5,87 +5,90 @@ import (
 	"time"
 )
 
-// TestReleasedWindow checks the guard on actual releases: a second of releases never holds
-// more than the limit, a late bunch is spread out, and a release heavier than the limit
-// goes alone once the window is empty.
+// TestReleasedWindow checks the window of actual releases: callers trying every
+// millisecond never put more than the rate plus the burst into a sliding second, yet get
+// at least the rate; a release heavier than that goes alone once the window is empty.
 func TestReleasedWindow(t *testing.T) {
 	var r released
 	t0 := time.Now().UnixNano()
-	r.setShare(t0, 1)
 	ms := int64(time.Millisecond)
-	for i := range 10 {
-		if ok, _ := r.take(t0+int64(i)*ms, 1, 10, 0); !ok {
-			t.Fatalf("release %d refused below the limit", i)
+	const rate, burst = 10, 10
+	var at []int64
+	for now := t0; now < t0+5*window; now += ms {
+		if ok, _ := r.take(now, 1, rate, burst); ok {
+			at = append(at, now)
 		}
 	}
-	ok, retry := r.take(t0+100*ms, 1, 10, 0)
-	if ok {
-		t.Fatal("an 11th token within one second was let go")
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j] < at[i]+window; j++ {
+			n++
+		}
+		if n > rate+burst {
+			t.Fatalf("%d releases in the second from +%d ms, limit %d", n, (at[i]-t0)/ms, rate+burst)
+		}
 	}
-	if want := t0 + window + 1; retry != want {
-		t.Fatalf("retry at %d, want %d (when the oldest release leaves the window)", retry-t0, want-t0)
+	if len(at) < 5*rate {
+		t.Fatalf("%d releases in 5 s at %d/s", len(at), rate)
 	}
-	if ok, _ := r.take(retry, 1, 10, 0); !ok {
-		t.Fatal("refused once the oldest release left the window")
+
+	var h released
+	if ok, _ := h.take(t0, 1, rate, burst); !ok {
+		t.Fatal("first release refused")
 	}
-	ok, retry = r.take(retry, 25, 10, 0)
+	ok, retry := h.take(t0+ms, 25, rate, burst)
 	if ok {
 		t.Fatal("a release heavier than the limit went into a non-empty window")
 	}
-	if ok, _ := r.take(retry, 25, 10, 0); !ok {
+	if want := t0 + window + 1; retry != want {
+		t.Fatalf("heavy release: retry at +%d ms, want +%d ms (when the window is empty)", (retry-t0)/ms, (want-t0)/ms)
+	}
+	if ok, _ := h.take(retry, 25, rate, burst); !ok {
 		t.Fatal("a heavy release did not go once the window was empty")
 	}
-	if ok, _ := r.take(retry+window/2, 1, 10, 0); ok {
+	if ok, _ := h.take(retry+window/2, 1, rate, burst); ok {
 		t.Fatal("a token went into the window of a heavy release")
 	}
 }
 
-// TestReleasedFollowsTheShares: what a replica may have released in a sliding second is
-// what its shares allowed over that second, so a raised share opens up over a second
-// instead of at once (the others may have used their old, higher shares in that second),
-// and a lowered one closes at once only as far as the second already spent allows.
-func TestReleasedFollowsTheShares(t *testing.T) {
+// TestReleasedPaces: callers that all come due at once (their tokens were granted while no
+// concurrency slot was free) leave at the rate, one burst ahead at most, not a whole
+// second's worth at once.
+func TestReleasedPaces(t *testing.T) {
 	var r released
 	ms := int64(time.Millisecond)
 	t0 := time.Now().UnixNano()
-	r.setShare(t0, 0.25) // 250/s of a 1000/s rate, for over a second
-	t1 := t0 + 2*window
-	r.setShare(t1, 0.5) // raised: 500/s from t1
-	// Callers held for a while (their tokens came due earlier) all try to go at t1+100ms.
-	// The second before held a quarter share for 900 ms and half a share for 100 ms:
-	// 225 + 50 tokens, plus the burst of 5.
-	now := t1 + 100*ms
+	const rate, burst = 100, 5
 	sent := 0
 	for {
-		ok, retry := r.take(now, 1, 1000, 5)
+		ok, retry := r.take(t0, 1, rate, burst)
 		if !ok {
-			if retry > now+rampCheck {
-				t.Fatalf("held until %d ms later while the allowance still grows", (retry-now)/ms)
+			// The pacer's clock is burst+1 intervals ahead; the next may go when it is
+			// only the burst's time ahead.
+			interval := float64(time.Second) / (rate * paceAbove)
+			want := t0 + int64(float64(burst+1)*interval) - int64(burst*float64(time.Second)/rate)
+			if retry < want-ms || retry > want+ms {
+				t.Fatalf("next at +%.1f ms, want +%.1f ms", float64(retry-t0)/float64(ms), float64(want-t0)/float64(ms))
 			}
 			break
 		}
 		sent++
 	}
-	if sent != 280 {
-		t.Fatalf("%d tokens let go at once after the raise, want 280 (275 allowed + burst 5); the raised share alone would allow 505", sent)
+	if sent != burst+1 {
+		t.Fatalf("%d let go at once, want %d (one ahead of the rate plus the burst)", sent, burst+1)
 	}
-	// 100 ms later the second holds 200 ms of the higher share: 25 more.
-	now += 100 * ms
-	more := 0
-	for {
-		if ok, _ := r.take(now, 1, 1000, 5); !ok {
-			break
+	// Trying every millisecond for the next half second: they go at the pace, a little
+	// above the rate (paceAbove), so that a pile catches up within the window's limit.
+	first := sent
+	for now := t0 + ms; now < t0+500*ms; now += ms {
+		if ok, _ := r.take(now, 1, rate, burst); ok {
+			sent++
 		}
-		more++
 	}
-	if more != 25 {
-		t.Fatalf("%d more tokens 100 ms later, want 25", more)
+	if want := 0.5 * rate * paceAbove; float64(sent-first) < want-2 || float64(sent-first) > want+1 {
+		t.Fatalf("%d let go in half a second after the burst at 100/s, want about %.0f", sent-first, want)
 	}
-	// A share in force for over a second counts alone.
-	if got := r.allowed(t1 + 3*window); got != 0.5 {
-		t.Fatalf("allowed %.3f a while after the raise, want 0.5", got)
-	}
-	if len(r.shares) > 2 {
-		t.Fatalf("%d shares kept", len(r.shares))
+	if ok, retry := r.take(t0+600*ms, 1, 0, 0); ok || retry != 0 {
+		t.Fatalf("a share of 0 let a call go (%v) or named a time (%d)", ok, retry)
 	}
 }
