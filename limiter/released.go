@@ -77,7 +77,7 @@ func (r *released) take(now int64, n int, rate, burst float64) (ok bool, retry i
 	if r.tat-now > slack {
 		return false, r.tat - slack
 	}
-	limit := max(rate+burst, 1)
+	limit := max(rate, 1)
 	if r.sum > 0 && float64(r.sum+n) > limit {
 		need := float64(r.sum+n) - limit
 		if float64(n) > limit {

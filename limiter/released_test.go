@@ -6,8 +6,9 @@ import (
 )
 
 // TestReleasedWindow checks the window of actual releases: callers trying every
-// millisecond never put more than the rate plus the burst into a sliding second, yet get
-// at least the rate; a release heavier than that goes alone once the window is empty.
+// millisecond never put more than the rate into a sliding second (the burst is left for the
+// way to the upstream), yet get nearly the rate; a release heavier than that goes alone once
+// the window is empty.
 func TestReleasedWindow(t *testing.T) {
 	var r released
 	t0 := time.Now().UnixNano()
@@ -24,11 +25,11 @@ func TestReleasedWindow(t *testing.T) {
 		for j := i; j < len(at) && at[j] < at[i]+window; j++ {
 			n++
 		}
-		if n > rate+burst {
-			t.Fatalf("%d releases in the second from +%d ms, limit %d", n, (at[i]-t0)/ms, rate+burst)
+		if n > rate {
+			t.Fatalf("%d releases in the second from +%d ms, limit %d", n, (at[i]-t0)/ms, rate)
 		}
 	}
-	if len(at) < 5*rate {
+	if len(at) < 5*rate-1 {
 		t.Fatalf("%d releases in 5 s at %d/s", len(at), rate)
 	}
 
