@@ -328,9 +328,7 @@ func (l *Limiter) entry(app, class string) *entry {
 		l.log.Warn().Str("app", app).Str("class", class).Msg("no rate configured: jobs of this app and class are not limited")
 	}
 	share := math.Float64frombits(l.defaultShare.Load())
-	now := time.Now()
-	e.rel.setShare(now.UnixNano(), share)
-	e.cur.Store(e.newBucket(share, now, true))
+	e.cur.Store(e.newBucket(share, time.Now(), true))
 	m := make(map[key]*entry, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -397,9 +395,6 @@ func (e *entry) newBucket(share float64, now time.Time, full bool) *bucket {
 // waiting on the old one. e.mu must be held.
 func (e *entry) install(share float64, now time.Time) {
 	old := e.cur.Load()
-	if old.share != share {
-		e.rel.setShare(now.UnixNano(), share)
-	}
 	e.cur.Store(e.newBucket(share, now, false))
 	close(old.changed)
 }

@@ -11,23 +11,18 @@ import (
 // scheduler stall on a busy machine, or every concurrency slot busy behind a slow upstream)
 // would otherwise go out together with the callers due after them.
 //
-// Two rules:
-//   - pace: calls leave at the current share's rate, with at most one burst (the bucket's) ahead
+// Two rules, both at the replica's current share of the rate:
+//   - pace: calls leave at the share's rate, with at most one burst (the bucket's) ahead
 //     of it (a virtual-clock pacer, GCRA). A pile of such callers drains at the rate
 //     instead of all at once. The chaos soak saw what all at once does: three replicas,
 //     each holding the callers of 2 s of an upstream latency spike, each let a whole
 //     second of its share go within 250 ms; their calls queued for connections and
 //     arrived spread out, so that the upstream counted 362 tokens in one second of a
 //     300/s class.
-//   - window: no sliding second holds more than its shares allowed over that second (the
-//     mean share, not the share of the moment): a raised share opens over a second, since
-//     the others may have spent their old, larger shares in that second (the soak saw a
-//     replica's SIGTERM hand its share to the two others at once, and the upstream count
-//     316 tokens in a second of a 300/s class: 35 from the one that left, 144 and 137 from
-//     the others). The bucket's burst is not added here: it is left for the way to the
-//     upstream, which counts a call when it arrives, 1–20 ms after it left on a busy
-//     machine (the soak saw each of three replicas' seconds 1–3 tokens fuller at the
-//     upstream than when they left).
+//   - window: no sliding second holds more than the share's rate. The bucket's burst is
+//     not added here: it is left for the way to the upstream, which counts a call when it
+//     arrives, 1–20 ms after it left on a busy machine (the soak saw each of three
+//     replicas' seconds 1–3 tokens fuller at the upstream than when they left).
 type released struct {
 	mu   sync.Mutex
 	at   []int64 // unix nanoseconds, oldest first, from head
@@ -35,50 +30,6 @@ type released struct {
 	head int
 	sum  int
 	tat  int64 // the pacer's clock: when the calls let go so far are paid for at the rate
-
-	shares []shareSince // the replica's shares over the last window, oldest first
-}
-
-// shareSince is a share of the rate in force from a time on (unix nanoseconds).
-type shareSince struct {
-	from  int64
-	share float64
-}
-
-// setShare records that share is in force from now on.
-func (r *released) setShare(now int64, share float64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	// Forget the shares that ended before the window: keep the one in force at its start.
-	i := 0
-	for i+1 < len(r.shares) && r.shares[i+1].from <= now-window {
-		i++
-	}
-	r.shares = append(r.shares[i:], shareSince{from: now, share: share})
-}
-
-// allowed returns the fraction of the rate the shares allowed over the window before now:
-// the mean share over that second. r.mu must be held.
-func (r *released) allowed(now int64) float64 {
-	if len(r.shares) == 0 {
-		return 0
-	}
-	start := now - window
-	acc := 0.0
-	for i, s := range r.shares {
-		from := max(s.from, start)
-		if i == 0 {
-			from = start // the first share recorded counts as in force before it too
-		}
-		to := now
-		if i+1 < len(r.shares) {
-			to = min(r.shares[i+1].from, now)
-		}
-		if to > from {
-			acc += s.share * float64(to-from)
-		}
-	}
-	return acc / float64(window)
 }
 
 // window is the span the upstream's limit is measured over.
@@ -89,10 +40,6 @@ const window = int64(time.Second)
 // stall's time is made up instead of lost for good (paced at exactly the rate, the
 // replicas of pushbench's precision run reached 0.95-0.98 of the rate, from 0.97-0.99).
 const paceAbove = 1.1
-
-// rampCheck is how often a caller held by the window looks again while the replica's
-// allowance grows after a raised share.
-const rampCheck = int64(10 * time.Millisecond)
 
 // purge forgets releases older than one window before now. r.mu must be held.
 func (r *released) purge(now int64) {
@@ -115,11 +62,11 @@ func (r *released) lastSecond(now int64) int {
 	return r.sum
 }
 
-// take records n tokens released at now if the pacer (at rate tokens per second, burst
-// ahead) and the last window (full, the whole rate, times the mean share) leave room for
-// them (a release heavier than the window's limit goes when the window is empty). Otherwise it returns when to look again; 0 means not before
+// take records n tokens released at now if the pacer and the last window leave room for
+// them at rate tokens per second with burst ahead (a release heavier than the rate goes
+// when the window is empty). Otherwise it returns when to look again; 0 means not before
 // the rate changes (a share of 0).
-func (r *released) take(now int64, n int, rate, burst, full float64) (ok bool, retry int64) {
+func (r *released) take(now int64, n int, rate, burst float64) (ok bool, retry int64) {
 	if rate <= 0 {
 		return false, 0
 	}
@@ -130,7 +77,7 @@ func (r *released) take(now int64, n int, rate, burst, full float64) (ok bool, r
 	if r.tat-now > slack {
 		return false, r.tat - slack
 	}
-	limit := max(full*r.allowed(now), 1)
+	limit := max(rate, 1)
 	if r.sum > 0 && float64(r.sum+n) > limit {
 		need := float64(r.sum+n) - limit
 		if float64(n) > limit {
@@ -144,9 +91,6 @@ func (r *released) take(now int64, n int, rate, burst, full float64) (ok bool, r
 				retry = r.at[i] + window + 1
 				break
 			}
-		}
-		if len(r.shares) > 1 && r.shares[len(r.shares)-1].from > now-window {
-			retry = min(retry, now+rampCheck) // the allowance still grows
 		}
 		return false, retry
 	}
@@ -162,7 +106,7 @@ func (r *released) take(now int64, n int, rate, burst, full float64) (ok bool, r
 func (e *entry) admit(w *waiter, n int) wake {
 	for {
 		b := e.cur.Load()
-		ok, retry := e.rel.take(time.Now().UnixNano(), n, b.rate, float64(b.burst), e.rate)
+		ok, retry := e.rel.take(time.Now().UnixNano(), n, b.rate, float64(b.burst))
 		if ok {
 			return woke
 		}

@@ -14,10 +14,9 @@ func TestReleasedWindow(t *testing.T) {
 	t0 := time.Now().UnixNano()
 	ms := int64(time.Millisecond)
 	const rate, burst = 10, 10
-	r.setShare(t0-window, 1)
 	var at []int64
 	for now := t0; now < t0+5*window; now += ms {
-		if ok, _ := r.take(now, 1, rate, burst, rate); ok {
+		if ok, _ := r.take(now, 1, rate, burst); ok {
 			at = append(at, now)
 		}
 	}
@@ -35,21 +34,20 @@ func TestReleasedWindow(t *testing.T) {
 	}
 
 	var h released
-	h.setShare(t0-window, 1)
-	if ok, _ := h.take(t0, 1, rate, burst, rate); !ok {
+	if ok, _ := h.take(t0, 1, rate, burst); !ok {
 		t.Fatal("first release refused")
 	}
-	ok, retry := h.take(t0+ms, 25, rate, burst, rate)
+	ok, retry := h.take(t0+ms, 25, rate, burst)
 	if ok {
 		t.Fatal("a release heavier than the limit went into a non-empty window")
 	}
 	if want := t0 + window + 1; retry != want {
 		t.Fatalf("heavy release: retry at +%d ms, want +%d ms (when the window is empty)", (retry-t0)/ms, (want-t0)/ms)
 	}
-	if ok, _ := h.take(retry, 25, rate, burst, rate); !ok {
+	if ok, _ := h.take(retry, 25, rate, burst); !ok {
 		t.Fatal("a heavy release did not go once the window was empty")
 	}
-	if ok, _ := h.take(retry+window/2, 1, rate, burst, rate); ok {
+	if ok, _ := h.take(retry+window/2, 1, rate, burst); ok {
 		t.Fatal("a token went into the window of a heavy release")
 	}
 }
@@ -62,10 +60,9 @@ func TestReleasedPaces(t *testing.T) {
 	ms := int64(time.Millisecond)
 	t0 := time.Now().UnixNano()
 	const rate, burst = 100, 5
-	r.setShare(t0-window, 1)
 	sent := 0
 	for {
-		ok, retry := r.take(t0, 1, rate, burst, rate)
+		ok, retry := r.take(t0, 1, rate, burst)
 		if !ok {
 			// The pacer's clock is burst+1 intervals ahead; the next may go when it is
 			// only the burst's time ahead.
@@ -85,60 +82,14 @@ func TestReleasedPaces(t *testing.T) {
 	// above the rate (paceAbove), so that a pile catches up within the window's limit.
 	first := sent
 	for now := t0 + ms; now < t0+500*ms; now += ms {
-		if ok, _ := r.take(now, 1, rate, burst, rate); ok {
+		if ok, _ := r.take(now, 1, rate, burst); ok {
 			sent++
 		}
 	}
 	if want := 0.5 * rate * paceAbove; float64(sent-first) < want-2 || float64(sent-first) > want+1 {
 		t.Fatalf("%d let go in half a second after the burst at 100/s, want about %.0f", sent-first, want)
 	}
-	if ok, retry := r.take(t0+600*ms, 1, 0, 0, rate); ok || retry != 0 {
+	if ok, retry := r.take(t0+600*ms, 1, 0, 0); ok || retry != 0 {
 		t.Fatalf("a share of 0 let a call go (%v) or named a time (%d)", ok, retry)
-	}
-}
-
-// TestReleasedFollowsTheShares: what a replica may have released in a sliding second is
-// what its shares allowed over that second, so a raised share opens up over a second
-// instead of at once (the others may have used their old, larger shares in that second).
-func TestReleasedFollowsTheShares(t *testing.T) {
-	var r released
-	ms := int64(time.Millisecond)
-	t0 := time.Now().UnixNano()
-	const full = 1000.0
-	r.setShare(t0, 0.25) // 250/s of a 1000/s rate, for over a second
-	t1 := t0 + 2*window
-	r.setShare(t1, 0.5) // raised: 500/s from t1
-	// Callers held for a while try to go at t1+100ms, the pacer out of the way (a burst
-	// of a second): the second before held a quarter share for 900 ms and half a share for
-	// 100 ms, so 275 tokens.
-	now := t1 + 100*ms
-	sent := 0
-	for {
-		ok, retry := r.take(now, 1, 0.5*full, 0.5*full, full)
-		if !ok {
-			if retry > now+rampCheck {
-				t.Fatalf("held until %d ms later while the allowance still grows", (retry-now)/ms)
-			}
-			break
-		}
-		sent++
-	}
-	if sent != 275 {
-		t.Fatalf("%d tokens let go at once after the raise, want 275; the raised share alone would allow 500", sent)
-	}
-	// 100 ms later the second holds 200 ms of the higher share: 25 more.
-	now += 100 * ms
-	more := 0
-	for {
-		if ok, _ := r.take(now, 1, 0.5*full, 0.5*full, full); !ok {
-			break
-		}
-		more++
-	}
-	if more != 25 {
-		t.Fatalf("%d more tokens 100 ms later, want 25", more)
-	}
-	if got := r.allowed(t1 + 3*window); got != 0.5 {
-		t.Fatalf("allowed %.3f a while after the raise, want 0.5", got)
 	}
 }
