@@ -42,8 +42,10 @@ func TestOrphanedJobIsDeliveredAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.AckFloor.Stream != lost {
-		t.Fatalf("ack floor %d, want %d (the job left behind)", info.AckFloor.Stream, lost)
+	// The floor is now at least the first job's sequence (the server may also move it past
+	// the second): JetStream will not deliver the first job again by itself.
+	if info.AckFloor.Stream < lost {
+		t.Fatalf("ack floor %d, want at least %d (the job left behind)", info.AckFloor.Stream, lost)
 	}
 
 	e.startWorker(noLimit{}, sweep)
