@@ -222,9 +222,10 @@ func (l *Limiter) release(e *entry, _ *waiter, weight int, at time.Time) error {
 	return nil
 }
 
-// Admit is the last step before an upstream call whose tokens Wait granted: it holds the
-// caller while sending now would put more than this replica's rate plus burst into the
-// last second of sends. The bucket decides when tokens are due; Admit guards what the
+// Admit is the last step before an upstream call whose tokens Wait granted: it lets calls
+// go at the pace of this replica's rate (one burst ahead at most) and holds the caller
+// while sending now would put more than that rate into the last second of sends
+// (released). The bucket decides when tokens are due; Admit guards what the
 // upstream sees, whatever happened between the grant and the call (a scheduler stall, a
 // wait for a concurrency slot), so callers released late do not go out in a bunch.
 func (l *Limiter) Admit(ctx context.Context, app, class string, weight int) error {

@@ -73,15 +73,11 @@ func (w *Worker) sweepOrphans(ctx context.Context) {
 // orphan returns the stream sequence of the first job on subject if it is at or below the
 // ack floor of consumer name, else 0.
 func (w *Worker) orphan(ctx context.Context, name, subject string) (uint64, error) {
-	cons, err := w.stream.Consumer(ctx, name)
+	cons, err := w.stream.Consumer(ctx, name) // one CONSUMER.INFO request: its answer is the cached info
 	if err != nil {
 		return 0, err
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	floor := info.AckFloor.Stream
+	floor := cons.CachedInfo().AckFloor.Stream
 	if floor == 0 {
 		return 0, nil
 	}
