@@ -33,6 +33,12 @@ const (
 	// wake the waiting callers. Keeping a share a little too high is safe: the others
 	// count the share a replica announces, not the one they computed for it.
 	minStep = 0.002
+	// holdClaim is how long the claims of a replica that left (deleted its key) still
+	// count: the calls it made stay in the upstream's sliding second for one window after
+	// they left, plus their way to the upstream. Taking the room at once put a leaving
+	// replica's last second on top of the others' raised shares: the chaos soak counted up
+	// to 7 % over the rate in such seconds.
+	holdClaim = time.Duration(window) + 100*time.Millisecond
 )
 
 // CoordinatorOptions configure a Coordinator.
@@ -78,7 +84,8 @@ type Coordinator struct {
 
 	// Owned by Run.
 	peers     map[string]*peer
-	ids       []string // live replicas, this one included, sorted
+	gone      map[string]goneReplica // replicas that left, their claims counted for holdClaim
+	ids       []string               // live replicas, this one included, sorted
 	stats     map[key]*keyStats
 	published map[key]budget // the budgets of the last heartbeat published
 	targets   map[key]float64
@@ -123,6 +130,13 @@ type peer struct {
 	every   time.Duration
 }
 
+// goneReplica is a replica that left (deleted its key): its last claims count until
+// holdClaim after that, as its last calls are still in the upstream's sliding second.
+type goneReplica struct {
+	budgets map[key]budget
+	until   time.Time
+}
+
 // keyStats turns an entry's counters into demand per heartbeat.
 type keyStats struct {
 	requested, waited int64
@@ -147,6 +161,7 @@ func NewCoordinator(js jetstream.JetStream, l *Limiter, opts CoordinatorOptions)
 		l: l, id: opts.ReplicaID, every: opts.Every,
 		log:       opts.Logger.With().Str("component", "limiter").Logger(),
 		peers:     map[string]*peer{},
+		gone:      map[string]goneReplica{},
 		stats:     map[key]*keyStats{},
 		published: map[key]budget{},
 		targets:   map[key]float64{},
@@ -211,6 +226,9 @@ func (c *Coordinator) Replicas() int { return int(c.live.Load()) }
 func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.every / 4)
 	defer tick.Stop()
+	held := time.NewTimer(time.Hour) // fires when a claim given up is over (heldAt)
+	held.Stop()
+	var heldAt time.Time
 	defer c.leave()
 
 	var (
@@ -287,6 +305,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			publish = c.rebalance(now) || publish
 		case <-c.l.created:
 			publish = c.rebalance(time.Now())
+		case now := <-held.C:
+			// A replica that left is out of the sliding second: its room is free.
+			heldAt = time.Time{}
+			c.forget(now)
+			publish = c.rebalance(now)
 		case now := <-tick.C:
 			if c.rewatch {
 				c.rewatch = false
@@ -300,10 +323,35 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				c.measure(now)
 				publish = true
 			}
+			publish = publish || c.claimDrops()
 			publish = c.rebalance(now) || publish
 		}
 		if publish {
 			c.publish(ctx)
+		}
+		if next := c.nextHoldEnd(); !next.IsZero() && !next.Equal(heldAt) {
+			heldAt = next
+			held.Reset(time.Until(next))
+		}
+	}
+}
+
+// nextHoldEnd returns when the first replica gone stops counting, or zero.
+func (c *Coordinator) nextHoldEnd() time.Time {
+	var first time.Time
+	for _, g := range c.gone {
+		if first.IsZero() || g.until.Before(first) {
+			first = g.until
+		}
+	}
+	return first
+}
+
+// forget drops the replicas gone that stopped counting at now.
+func (c *Coordinator) forget(now time.Time) {
+	for id, g := range c.gone {
+		if !now.Before(g.until) {
+			delete(c.gone, id)
 		}
 	}
 }
@@ -336,8 +384,10 @@ func (c *Coordinator) receive(e jetstream.KeyValueEntry, now time.Time) bool {
 		if id == c.id {
 			return false // ours expired or was purged: the next heartbeat puts it back
 		}
-		if _, ok := c.peers[id]; ok {
+		if p, ok := c.peers[id]; ok {
 			delete(c.peers, id)
+			// Its last calls are still in the upstream's second: count its claims on.
+			c.gone[id] = goneReplica{budgets: p.budgets, until: now.Add(holdClaim)}
 			c.log.Info().Str("peer", id).Msg("replica left")
 			return c.membership()
 		}
@@ -348,7 +398,7 @@ func (c *Coordinator) receive(e jetstream.KeyValueEntry, now time.Time) bool {
 			c.echoAt = now
 		}
 		if c.intentRev > 0 && e.Revision() >= c.intentRev {
-			return c.takeIntents()
+			return c.takeIntents(now)
 		}
 		return false
 	}
@@ -379,7 +429,7 @@ func (c *Coordinator) receive(e jetstream.KeyValueEntry, now time.Time) bool {
 // a raise was taken short of its claim: the claim should then be lowered to the share in
 // use at once, or it keeps the others from their part until the next heartbeat (a second
 // of a third of the rate unused, at a 3-replica start).
-func (c *Coordinator) takeIntents() (reclaim bool) {
+func (c *Coordinator) takeIntents(now time.Time) (reclaim bool) {
 	entries := c.l.snapshot()
 	for k, want := range c.intents {
 		e, ok := entries[k]
@@ -387,7 +437,7 @@ func (c *Coordinator) takeIntents() (reclaim bool) {
 			reclaim = true
 			continue
 		}
-		share := min(want, c.targets[k], c.room(k))
+		share := min(want, c.targets[k], c.room(k, now))
 		if share > e.cur.Load().share {
 			e.setShare(share)
 			c.log.Debug().Str("app", k.app).Str("class", k.class).Float64("share", share).Msg("rate share raised")
@@ -401,11 +451,17 @@ func (c *Coordinator) takeIntents() (reclaim bool) {
 	return reclaim
 }
 
-// room returns what the other replicas' claims leave of (app, class)'s rate.
-func (c *Coordinator) room(k key) float64 {
+// room returns what the other replicas' claims leave of (app, class)'s rate at now, those
+// of replicas that left less than holdClaim ago included.
+func (c *Coordinator) room(k key, now time.Time) float64 {
 	others := 0.0
 	for _, p := range c.peers {
 		others += p.budgets[k].Claim
+	}
+	for _, g := range c.gone {
+		if now.Before(g.until) {
+			others += g.budgets[k].Claim
+		}
 	}
 	return max(0, 1-others)
 }
@@ -515,12 +571,38 @@ func (c *Coordinator) newlyIdle() bool {
 	return report
 }
 
+// sent returns the fraction of e's rate this replica let go in the last second.
+func (c *Coordinator) sent(e *entry) float64 {
+	return float64(e.rel.lastSecond(time.Now().UnixNano())) / e.rate
+}
+
+// claim returns what this replica claims of k: its share, a raise it asks for, and what it
+// sent in the last second. A replica whose share was lowered keeps the calls it made under
+// the old one in the upstream's sliding second, and Admit holds it back until they are out;
+// the others may take only what it does not still use.
+func (c *Coordinator) claim(k key, e *entry) float64 {
+	claim := max(e.cur.Load().share, c.sent(e))
+	if want, ok := c.intents[k]; ok {
+		claim = max(claim, want)
+	}
+	return claim
+}
+
+// claimDrops reports whether a claim published is higher than this replica's claim now by
+// at least minStep: after a share was lowered, what it sent under the old one leaves the
+// second bit by bit, and the others should learn it each tick, not each heartbeat.
+func (c *Coordinator) claimDrops() bool {
+	for k, e := range c.l.snapshot() {
+		if b, ok := c.published[k]; ok && e.rate > 0 && b.Claim-c.claim(k, e) >= minStep {
+			return true
+		}
+	}
+	return false
+}
+
 // budget returns the report on k: its demand over the last rounds and its claim.
 func (c *Coordinator) budget(k key, e *entry) budget {
-	b := budget{App: k.app, Class: k.class, Claim: e.cur.Load().share, Sent: float64(e.rel.lastSecond(time.Now().UnixNano())) / e.rate}
-	if want, ok := c.intents[k]; ok {
-		b.Claim = max(b.Claim, want)
-	}
+	b := budget{App: k.app, Class: k.class, Claim: c.claim(k, e), Sent: c.sent(e)}
 	s := c.stats[k]
 	if s != nil && s.idle {
 		return b // no demand now, whatever the last rounds saw
@@ -637,7 +719,7 @@ func (c *Coordinator) rebalance(now time.Time) (publish bool) {
 			if _, pending := c.intents[k]; pending {
 				continue
 			}
-			want := min(target, c.room(k))
+			want := min(target, c.room(k, now))
 			if want-cur >= minStep || (cur == 0 && want >= minStep/10) {
 				c.intents[k] = want
 				publish = true

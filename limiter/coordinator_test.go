@@ -259,7 +259,8 @@ func TestCoordinatorDemand(t *testing.T) {
 }
 
 // TestCoordinatorReplicaLeaves stops one of three busy replicas the graceful way: it gives
-// up its share and deletes its key, and the other two take it over at once.
+// up its share and deletes its key, and the other two take it over once its last calls are
+// out of the sliding second, not before.
 func TestCoordinatorReplicaLeaves(t *testing.T) {
 	t.Parallel()
 	const rate, class = 300.0, "p2t"
@@ -294,6 +295,16 @@ func TestCoordinatorReplicaLeaves(t *testing.T) {
 	if _, err := kv.Get(context.Background(), "c"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("the key of a replica that left: %v, want ErrKeyNotFound", err)
 	}
+	// Its calls of the last second are still in the upstream's sliding second: the others
+	// must not take its part before they are out of it.
+	before, _ := shares(class, rs[0], rs[1])
+	for time.Since(left) < 900*time.Millisecond {
+		if now, each := shares(class, rs[0], rs[1]); now > before+0.005 {
+			t.Fatalf("%v after a replica left the others raised their shares to %.3f (from %.3f together): its last second of calls is not over yet",
+				time.Since(left).Round(time.Millisecond), each, before)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	eventually(t, 5*time.Second, "the others take over a leaving replica's share", balanced(class, 0.49, rs[0], rs[1]))
 	t.Logf("takeover after a graceful leave: %v", time.Since(left).Round(time.Millisecond))
 	if n := rs[0].c.Replicas(); n != 2 {
@@ -316,6 +327,40 @@ func TestCoordinatorReplicaLeaves(t *testing.T) {
 	sum()
 	all := &recorder{grants: append(rec.sorted(), gone.sorted()...)}
 	checkWindow(t, all, rate)
+}
+
+// TestCoordinatorClaimsWhatItSent: a replica whose share is lowered (a second busy replica
+// comes) still has its calls under the old share in the upstream's sliding second. Its
+// claim covers them until they are out, so that the other's share and what it sent in the
+// last second never sum to more than the rate; before, the newcomer took its half at once
+// while the first replica's last second still held the whole rate.
+func TestCoordinatorClaimsWhatItSent(t *testing.T) {
+	t.Parallel()
+	const rate, class = 300.0, "p2p"
+	s := startNATS(t)
+	rs := startReplicas(t, s, rate, 500*time.Millisecond, "a", "b")
+	a, b := rs[0], rs[1]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waitA := loadAdmitted(ctx, t, a.l, "app", class, 50, 1, nil)
+	eventually(t, 10*time.Second, "the only busy replica takes the rate", func() bool { return a.l.Share("app", class) >= 1-reserveFraction })
+	time.Sleep(1100 * time.Millisecond) // a full second at the whole rate
+	waitB := loadAdmitted(ctx, t, b.l, "app", class, 50, 1, nil)
+	ea := a.l.entry("app", class)
+	start, worst := time.Now(), 0.0
+	for time.Since(start) < 2*time.Second {
+		sent := float64(ea.rel.lastSecond(time.Now().UnixNano())) / rate
+		worst = max(worst, sent+b.l.Share("app", class))
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("worst of a's last second plus b's share: %.3f of the rate; shares now %.3f and %.3f", worst, a.l.Share("app", class), b.l.Share("app", class))
+	if worst > 1+2*minStep+float64(smallBurst(rate))/rate {
+		t.Errorf("b's share and a's last second of calls summed to %.3f of the rate", worst)
+	}
+	eventually(t, 5*time.Second, "both busy replicas get half", balanced(class, 0.45, a, b))
+	cancel()
+	waitA()
+	waitB()
 }
 
 // TestCoordinatorReplicaKilled cuts one of three busy replicas off NATS without any
@@ -471,26 +516,26 @@ func TestCoordinatorThreeStartTogether(t *testing.T) {
 	s := startNATS(t)
 	rs := startReplicas(t, s, rate, every, "a", "b", "c")
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	var waits []func()
+	defer func() {
+		cancel()
+		for _, w := range waits {
+			w()
+		}
+	}()
 	for _, class := range []string{"p2p", "p2t", "ucs"} {
-		var waits []func()
 		for _, r := range rs {
 			waits = append(waits, load(ctx, t, r.l, "app", class, 100, 1, nil))
 		}
 		took := eventually(t, every/2, class+": three replicas get a third each within half a heartbeat interval", balanced(class, 0.32, rs...))
 		t.Logf("%s: split after %v", class, took.Round(time.Millisecond))
-		defer func() {
-			for _, w := range waits {
-				w()
-			}
-		}()
 	}
-	cancel()
 }
 
 // TestCoordinatorIdleGivesUpAtOnce: when a replica's backlog is gone (no caller for a tick,
 // none waiting), the replica that still has one gets the rate within about a tick, not after
-// the rounds of demand a heartbeat sums up (three intervals).
+// the rounds of demand a heartbeat sums up (three intervals). (Its loads do not call Admit,
+// so the idle replica has no last second of calls to claim.)
 func TestCoordinatorIdleGivesUpAtOnce(t *testing.T) {
 	t.Parallel()
 	const rate, class, every = 300.0, "ucs", 2 * time.Second

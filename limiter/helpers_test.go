@@ -94,6 +94,17 @@ func (r *recorder) maxWindow(w time.Duration) (int, time.Time) {
 // records when each Wait returned in rec, if not nil. The returned function waits for them.
 func load(ctx context.Context, t *testing.T, l *Limiter, app, class string, workers, weight int, rec *recorder) (wait func()) {
 	t.Helper()
+	return loadWith(ctx, t, l, app, class, workers, weight, false, rec)
+}
+
+// loadAdmitted is load with each grant passed through Admit, as the worker does before a call.
+func loadAdmitted(ctx context.Context, t *testing.T, l *Limiter, app, class string, workers, weight int, rec *recorder) (wait func()) {
+	t.Helper()
+	return loadWith(ctx, t, l, app, class, workers, weight, true, rec)
+}
+
+func loadWith(ctx context.Context, t *testing.T, l *Limiter, app, class string, workers, weight int, admit bool, rec *recorder) (wait func()) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -101,6 +112,9 @@ func load(ctx context.Context, t *testing.T, l *Limiter, app, class string, work
 			defer wg.Done()
 			for {
 				err := l.Wait(ctx, app, class, weight, nil)
+				if err == nil && admit {
+					err = l.Admit(ctx, app, class, weight)
+				}
 				if err != nil {
 					if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 						t.Errorf("Wait: %v", err)

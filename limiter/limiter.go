@@ -236,9 +236,19 @@ func (l *Limiter) Admit(ctx context.Context, app, class string, weight int) erro
 	if e.rate == 0 {
 		return nil
 	}
+	// A caller held here is demand like one waiting for tokens: a replica whose callers
+	// all sit here (its share was lowered and its last second is full) must not look idle,
+	// or the others take its share and it gets the floor.
+	e.waiting.Add(1)
+	defer e.waiting.Add(-1)
+	start := time.Now()
 	w := waiter{l: l, ctx: ctx}
 	defer w.release()
-	if e.admit(&w, weight) == stopped {
+	why := e.admit(&w, weight)
+	if held := time.Since(start); held > time.Millisecond {
+		e.waited.Add(int64(held))
+	}
+	if why == stopped {
 		return w.err
 	}
 	return nil
