@@ -165,16 +165,26 @@ func (d *Dashboard) Run(ctx context.Context) error {
 }
 
 // startResults starts a watch of the results: the newest stored ones first, then a
-// subscription that samples what comes.
+// subscription that samples what comes. The subscription starts first and holds what it
+// gets until the stored ones are read, so that a result published in between is neither
+// missed nor shown twice.
 func (d *Dashboard) startResults(ctx context.Context) {
 	now := time.Now()
 	d.results.reset(now)
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	d.seedResults(sctx)
-	cancel()
 	statsSubject := d.n.NotifyStatsSubject()
+	var (
+		mu      sync.Mutex
+		seeding = true
+		held    []*nats.Msg
+	)
 	sub, err := d.nc.Subscribe(d.n.Subject+".results.>", func(m *nats.Msg) {
 		if m.Subject == statsSubject {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seeding {
+			held = append(held, m)
 			return
 		}
 		d.results.add(time.Now(), m.Subject, m.Header.Get(jobs.HeaderStatus), m.Data)
@@ -184,21 +194,34 @@ func (d *Dashboard) startResults(ctx context.Context) {
 		return
 	}
 	_ = sub.SetPendingLimits(pendingMsgs, pendingBytes)
+	_ = d.nc.Flush()
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	stored := d.seedResults(sctx)
+	cancel()
+	mu.Lock()
+	for _, m := range held {
+		if !stored[m.Subject+"\x00"+string(m.Data)] {
+			d.results.add(time.Now(), m.Subject, m.Header.Get(jobs.HeaderStatus), m.Data)
+		}
+	}
+	seeding, held = false, nil
+	mu.Unlock()
 	d.mu.Lock()
 	d.resSub = sub
 	d.mu.Unlock()
 }
 
 // seedResults keeps the newest stored results, so that a page opened during a lull shows
-// what happened before.
-func (d *Dashboard) seedResults(ctx context.Context) {
+// what happened before. It returns them by subject and data.
+func (d *Dashboard) seedResults(ctx context.Context) map[string]bool {
+	stored := map[string]bool{}
 	st, err := d.js.Stream(ctx, d.n.ResultsStream())
 	if err != nil {
-		return
+		return stored
 	}
 	last := st.CachedInfo().State.LastSeq
 	if last == 0 {
-		return
+		return stored
 	}
 	from := uint64(1)
 	if last > seedResults {
@@ -213,9 +236,11 @@ func (d *Dashboard) seedResults(ctx context.Context) {
 		var r jobs.Result
 		if decodeResult(m.Data(), &r) == nil {
 			d.results.put(kept{At: meta.Timestamp, Subject: m.Subject(), Result: r})
+			stored[m.Subject()+"\x00"+string(m.Data())] = true
 		}
 		return true
 	})
+	return stored
 }
 
 // dropped is how many results the subscription lost to its pending limits.
