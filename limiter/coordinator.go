@@ -24,6 +24,8 @@ const (
 	// isolatedAfter heartbeat intervals without seeing its own heartbeat come back through
 	// the watch, a replica gives up its shares: it cannot tell what the others use.
 	isolatedAfter = 2
+	// (leaseFor: a replica's shares hold for a little less than that after its heartbeat
+	// came back, whether or not its loop runs.)
 	// keepFor heartbeat intervals a heartbeat stays in the bucket (bucket TTL), so that keys
 	// of replicas that died without cleaning up vanish.
 	keepFor = 10
@@ -180,6 +182,7 @@ func NewCoordinator(js jetstream.JetStream, l *Limiter, opts CoordinatorOptions)
 	}
 	c.ids = []string{c.id}
 	c.live.Store(1)
+	c.l.lease.Store(1) // expired: no share holds until the first heartbeat comes back
 	c.giveUp()
 	return c, nil
 }
@@ -251,9 +254,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				c.log.Warn().Err(err).Msg("cannot watch the rate budget bucket")
 			}
 			if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-				if err := c.ensureBucket(ctx); err == nil {
+				bctx, cancel := context.WithTimeout(ctx, c.every)
+				if err := c.ensureBucket(bctx); err == nil {
 					c.log.Info().Str("bucket", c.bucket).Msg("recreated the rate budget bucket")
 				}
+				cancel()
 			}
 			failing = true
 			w, updates = nil, nil
@@ -356,6 +361,16 @@ func (c *Coordinator) forget(now time.Time) {
 	}
 }
 
+// leaseFor is how long a replica's shares hold after its own heartbeat came back: less than
+// isolatedAfter intervals, and so at least an interval and a window's margin before the others
+// count it as gone (deadAfter intervals after its last heartbeat) and take its share. The
+// lease holds also when Run is stuck: a soak saw a replica's loop blocked for 10 s in NATS
+// calls during a node's failover, still sending at its share while the others, hearing
+// nothing, had taken it over.
+func leaseFor(every time.Duration) time.Duration {
+	return isolatedAfter*every - every/4
+}
+
 // giveUp sets every share to 0.
 func (c *Coordinator) giveUp() {
 	c.l.setDefaultShare(0)
@@ -396,6 +411,7 @@ func (c *Coordinator) receive(e jetstream.KeyValueEntry, now time.Time) bool {
 	if id == c.id {
 		if c.pubRev > 0 && e.Revision() >= c.pubRev {
 			c.echoAt = now
+			c.l.renewLease(now.Add(leaseFor(c.every)))
 		}
 		if c.intentRev > 0 && e.Revision() >= c.intentRev {
 			return c.takeIntents(now)
@@ -649,9 +665,11 @@ func (c *Coordinator) publish(ctx context.Context) {
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
 			// The bucket may have gone with a restarted server: make it again, watch anew.
-			if c.ensureBucket(ctx) == nil {
+			bctx, cancel := context.WithTimeout(ctx, c.every)
+			if c.ensureBucket(bctx) == nil {
 				c.rewatch = true
 			}
+			cancel()
 		}
 		clear(c.intents) // not claimed
 		c.intentRev = 0

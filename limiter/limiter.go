@@ -57,6 +57,10 @@ type Limiter struct {
 	defaultShare atomic.Uint64
 	// created is signalled when an entry is created, for the Coordinator.
 	created chan struct{}
+	// lease is when the shares stop holding, in nanoseconds since base; 0 means they do
+	// not expire (no Coordinator). A Coordinator renews it whenever its own heartbeat comes
+	// back: should its loop be stuck in a NATS call, the replica stops sending by itself.
+	lease atomic.Int64
 
 	timers sync.Pool // *time.Timer, stopped
 
@@ -252,6 +256,20 @@ func (l *Limiter) Admit(ctx context.Context, app, class string, weight int) erro
 		return w.err
 	}
 	return nil
+}
+
+// leasePoll is how often Admit looks again at a lease that ran out.
+const leasePoll = 20 * time.Millisecond
+
+// renewLease makes the shares hold until until.
+func (l *Limiter) renewLease(until time.Time) {
+	l.lease.Store(max(1, int64(until.Sub(l.base))))
+}
+
+// leased reports whether the shares hold at now.
+func (l *Limiter) leased(now time.Time) bool {
+	until := l.lease.Load()
+	return until == 0 || int64(now.Sub(l.base)) < until
 }
 
 // granted tells onGrant, if set, of a grant.

@@ -106,7 +106,16 @@ func (r *released) take(now int64, n int, rate, burst float64) (ok bool, retry i
 func (e *entry) admit(w *waiter, n int) wake {
 	for {
 		b := e.cur.Load()
-		ok, retry := e.rel.take(time.Now().UnixNano(), n, b.rate, float64(b.burst))
+		now := time.Now()
+		if !w.l.leased(now) {
+			// The replica has not seen its own heartbeat for too long: the others may
+			// count it as gone and take its share.
+			if why := w.sleep(b.changed, now.Add(leasePoll)); why == stopped {
+				return stopped
+			}
+			continue
+		}
+		ok, retry := e.rel.take(now.UnixNano(), n, b.rate, float64(b.burst))
 		if ok {
 			return woke
 		}

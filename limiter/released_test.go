@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -91,5 +92,35 @@ func TestReleasedPaces(t *testing.T) {
 	}
 	if ok, retry := r.take(t0+600*ms, 1, 0, 0); ok || retry != 0 {
 		t.Fatalf("a share of 0 let a call go (%v) or named a time (%d)", ok, retry)
+	}
+}
+
+// TestAdmitHoldsWithoutLease: a replica whose Coordinator has not seen its own heartbeat
+// come back for too long (its lease ran out) sends nothing, whatever its share says, until
+// the lease is renewed: the others may already count it as gone.
+func TestAdmitHoldsWithoutLease(t *testing.T) {
+	l := New(Options{Rate: fixedRate(100)})
+	if err := l.Admit(context.Background(), "app", "p2p", 1); err != nil {
+		t.Fatalf("without a Coordinator Admit: %v", err)
+	}
+	l.renewLease(time.Now().Add(-time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		l.renewLease(time.Now().Add(time.Second))
+	}()
+	start := time.Now()
+	if err := l.Admit(ctx, "app", "p2p", 1); err != nil {
+		t.Fatalf("Admit after the lease was renewed: %v", err)
+	}
+	if took := time.Since(start); took < 90*time.Millisecond {
+		t.Fatalf("Admit let a call go %v after it was asked, before the lease was renewed", took)
+	}
+	l.renewLease(time.Now().Add(-time.Millisecond))
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := l.Admit(ctx2, "app", "p2p", 1); err == nil {
+		t.Fatal("Admit let a call go with the lease run out")
 	}
 }
