@@ -1,7 +1,6 @@
 package limiter
 
 import (
-	"math"
 	"sync"
 	"time"
 )
@@ -20,11 +19,10 @@ import (
 //     second of its share go within 250 ms; their calls queued for connections and
 //     arrived spread out, so that the upstream counted 362 tokens in one second of a
 //     300/s class.
-//   - window: no sliding second holds more than the share's rate, and while a pile drains
-//     (the pacer held a caller back within the last second) 3 % less (catchUpRoom). The
-//     bucket's burst is not added here: it is left for the way to the upstream, which
-//     counts a call when it arrives, 1–20 ms after it left on a busy machine (the soak saw
-//     each of three replicas' seconds 1–3 tokens fuller at the upstream than when they left).
+//   - window: no sliding second holds more than the share's rate. The bucket's burst is
+//     not added here: it is left for the way to the upstream, which counts a call when it
+//     arrives, 1–20 ms after it left on a busy machine (the soak saw each of three
+//     replicas' seconds 1–3 tokens fuller at the upstream than when they left).
 type released struct {
 	mu   sync.Mutex
 	at   []int64 // unix nanoseconds, oldest first, from head
@@ -32,17 +30,7 @@ type released struct {
 	head int
 	sum  int
 	tat  int64 // the pacer's clock: when the calls let go so far are paid for at the rate
-	held int64 // when the pacer last held a caller back: a pile is draining
 }
-
-// catchUpRoom is the part of the window a draining pile leaves free. Once the pacer has
-// caught up to the window's limit, each release goes when one of the last second's
-// leaves it: the window stays full to the token, and the way to the upstream (1-20 ms on a
-// busy machine, a heavy call of 4 tokens at a time) moves a few tokens into the upstream's
-// second. The chaos soak saw three replicas do that at once after a latency spike, 103-106
-// tokens each in one second of a 100/s share. Calls that come as the bucket grants them
-// (no pile) leave the window as it is, so the rate kept by a steady backlog does not move.
-const catchUpRoom = 0.03
 
 // window is the span the upstream's limit is measured over.
 const window = int64(time.Second)
@@ -87,15 +75,9 @@ func (r *released) take(now int64, n int, rate, burst float64) (ok bool, retry i
 	r.purge(now)
 	slack := int64(burst / rate * float64(time.Second))
 	if r.tat-now > slack {
-		r.held = now
 		return false, r.tat - slack
 	}
 	limit := max(rate, 1)
-	if r.held > now-window {
-		// Whole tokens, at least one: the soak's notify shares of 33 tokens/s reached 35
-		// at the upstream in such a second.
-		limit -= math.Ceil(rate * catchUpRoom)
-	}
 	if r.sum > 0 && float64(r.sum+n) > limit {
 		need := float64(r.sum+n) - limit
 		if float64(n) > limit {
