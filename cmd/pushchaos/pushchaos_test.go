@@ -175,6 +175,11 @@ func TestChecks(t *testing.T) {
 	if v := over(stall{From: at(3.1), To: at(3.2)}); v.Failed != 0 || !strings.Contains(strings.Join(v.Notes, "\n"), "stalled") {
 		t.Fatalf("a stall of the recorder did not excuse the second: %+v", v)
 	}
+	// The calls that arrived during a stall get their stamps right after it: a second that
+	// begins within stallSpill of a stall's end is excused too, one that begins later is not.
+	if v := over(stall{From: at(2.5), To: at(2.59)}); v.Failed != 0 {
+		t.Fatalf("a second beginning 10 ms after a stall was counted: %+v", v)
+	}
 	if v := over(stall{From: at(1), To: at(1.1)}, stall{From: at(3.1), To: at(3.11)}); v.Failed == 0 {
 		t.Fatalf("a stall outside the second, or a short one, excused it: %+v", v)
 	}
