@@ -23,9 +23,8 @@ const (
 	deadAfter = 3
 	// isolatedAfter heartbeat intervals without seeing its own heartbeat come back through
 	// the watch, a replica gives up its shares: it cannot tell what the others use.
+	// (The lease, leaseFor, ends a little before that, whether or not Run is running.)
 	isolatedAfter = 2
-	// (leaseFor: a replica's shares hold for a little less than that after its heartbeat
-	// came back, whether or not its loop runs.)
 	// keepFor heartbeat intervals a heartbeat stays in the bucket (bucket TTL), so that keys
 	// of replicas that died without cleaning up vanish.
 	keepFor = 10
@@ -229,7 +228,7 @@ func (c *Coordinator) Replicas() int { return int(c.live.Load()) }
 func (c *Coordinator) Run(ctx context.Context) error {
 	tick := time.NewTicker(c.every / 4)
 	defer tick.Stop()
-	held := time.NewTimer(time.Hour) // fires when a claim given up is over (heldAt)
+	held := time.NewTimer(time.Hour) // fires when a replica gone stops counting (heldAt)
 	held.Stop()
 	var heldAt time.Time
 	defer c.leave()
