@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -384,12 +385,19 @@ type scaledObject struct {
 	} `json:"spec"`
 }
 
+// kustomizeMu serializes kustomize builds.
+var kustomizeMu sync.Mutex
+
 // build renders the kustomization in dir with krusty (no network, no
 // plugins) and decodes every object strictly into its API type: an unknown,
 // misspelt or wrongly cased field, or a kind this test does not know, is an
 // error.
 func build(fsys filesys.FileSystem, dir string, crd *crdValidator) (*manifests, error) {
+	// kustomize loads its OpenAPI schema into package state on first use, unguarded:
+	// parallel builds raced there (-race, a clean-clone run of .ci/run).
+	kustomizeMu.Lock()
 	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fsys, dir)
+	kustomizeMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
