@@ -230,6 +230,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer tick.Stop()
 	held := time.NewTimer(time.Hour) // fires when a replica gone stops counting (heldAt)
 	held.Stop()
+	defer held.Stop()
 	var heldAt time.Time
 	defer c.leave()
 
@@ -592,11 +593,11 @@ func (c *Coordinator) sent(e *entry) float64 {
 }
 
 // claim returns what this replica claims of k: its share, a raise it asks for, and what it
-// sent in the last second. A replica whose share was lowered keeps the calls it made under
+// sent in the last second (sent, a fraction of the rate). A replica whose share was lowered keeps the calls it made under
 // the old one in the upstream's sliding second, and Admit holds it back until they are out;
 // the others may take only what it does not still use.
-func (c *Coordinator) claim(k key, e *entry) float64 {
-	claim := max(e.cur.Load().share, c.sent(e))
+func (c *Coordinator) claim(k key, e *entry, sent float64) float64 {
+	claim := max(e.cur.Load().share, sent)
 	if want, ok := c.intents[k]; ok {
 		claim = max(claim, want)
 	}
@@ -608,7 +609,7 @@ func (c *Coordinator) claim(k key, e *entry) float64 {
 // second bit by bit, and the others should learn it each tick, not each heartbeat.
 func (c *Coordinator) claimDrops() bool {
 	for k, e := range c.l.snapshot() {
-		if b, ok := c.published[k]; ok && e.rate > 0 && b.Claim-c.claim(k, e) >= minStep {
+		if b, ok := c.published[k]; ok && e.rate > 0 && b.Claim-c.claim(k, e, c.sent(e)) >= minStep {
 			return true
 		}
 	}
@@ -617,7 +618,8 @@ func (c *Coordinator) claimDrops() bool {
 
 // budget returns the report on k: its demand over the last rounds and its claim.
 func (c *Coordinator) budget(k key, e *entry) budget {
-	b := budget{App: k.app, Class: k.class, Claim: c.claim(k, e), Sent: c.sent(e)}
+	sent := c.sent(e)
+	b := budget{App: k.app, Class: k.class, Claim: c.claim(k, e, sent), Sent: sent}
 	s := c.stats[k]
 	if s != nil && s.idle {
 		return b // no demand now, whatever the last rounds saw
