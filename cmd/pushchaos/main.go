@@ -31,6 +31,10 @@
 //   - DLQ entries exist only, and always, for jobs whose result is failed or rejected;
 //   - every SIGTERM ended with exit 0 within PUSH_SHUTDOWN_TIMEOUT.
 //
+// The workers and NATS nodes run at nice 5 (--child-nice): the recorder stands for a
+// remote upstream with CPUs of its own, and its time stamps should not wait for their
+// bursts of work on a small machine.
+//
 // It exits 0 when every invariant held, 1 on a violation, 2 on a usage error and 3 when
 // the world could not be set up. Logs and the fault timeline stay in --dir (a temporary
 // directory, removed on success unless --keep).
@@ -103,6 +107,7 @@ func main() {
 	fs.DurationVar(&o.ackWait, "ack-wait", 10*time.Second, "PUSH_ACK_WAIT of the workers (how soon a killed worker's jobs come back)")
 	fs.StringVar(&o.workerBin, "worker-bin", "", "pushworker binary to run (default: build ./cmd/pushworker)")
 	fs.StringVar(&o.dir, "dir", "", "directory for logs and data (default: a new temporary directory)")
+	fs.IntVar(&childNice, "child-nice", childNice, "niceness of the workers and NATS nodes, so that their bursts of work do not delay the recorder's time stamps (0: as pushchaos)")
 	fs.StringVar(&o.workerLogLevel, "worker-log-level", "info", "PUSH_LOG_LEVEL of the workers (debug logs every job)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the directory also when every invariant held")
 	if err := fs.Parse(os.Args[1:]); err != nil {
