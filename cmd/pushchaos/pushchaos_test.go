@@ -227,3 +227,41 @@ func tail(s string, n int) string {
 	}
 	return "…" + s[len(s)-n:]
 }
+
+// The processes the soak starts run at --child-nice, as the program itself (nice execs it
+// in its place), so that signals and exit statuses are the program's.
+func TestChildrenRunNiced(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep program")
+	}
+	p, err := startProc("sleeper", sleep, []string{"30"}, os.Environ(), filepath.Join(t.TempDir(), "sleeper.log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.kill()
+	pid := p.cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is %q, not sleep, after 5 s (%v)", pid, comm, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command's closing parenthesis: state is field 3, nice field 19.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 17 || fields[16] != fmt.Sprint(childNice) {
+		t.Fatalf("nice of the child %v, want %d (stat %s)", fields[16:17], childNice, stat)
+	}
+	if code, inTime := p.term(5 * time.Second); !inTime || code != -1 {
+		t.Fatalf("SIGTERM: exit code %d, in time %v; want the program ended by the signal", code, inTime)
+	}
+}
