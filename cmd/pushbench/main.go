@@ -112,7 +112,7 @@ type bench struct {
 	errors     []string
 	notes      []string
 	ceil       ceilings
-	drainCPU   struct{ worker, nats time.Duration } // per job, once the drain ran
+	drainCPU   struct{ worker, nats, sandbox time.Duration } // per job, once the drain ran
 }
 
 // ceilings are the raw figures of this machine, once measured.
