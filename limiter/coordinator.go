@@ -186,6 +186,14 @@ func NewCoordinator(js jetstream.JetStream, l *Limiter, opts CoordinatorOptions)
 	return c, nil
 }
 
+// recreateBucket makes the bucket again from Run, waiting at most an interval: during a
+// node's failover the call can block for seconds, and the loop must go on (the lease).
+func (c *Coordinator) recreateBucket(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, c.every)
+	defer cancel()
+	return c.ensureBucket(ctx) == nil
+}
+
 // ensureBucket creates or updates the heartbeat bucket. It is called at start and again
 // whenever the bucket has gone (a NATS server restarted without it): without the bucket no
 // replica could agree a share, and every replica would send nothing.
@@ -254,11 +262,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				c.log.Warn().Err(err).Msg("cannot watch the rate budget bucket")
 			}
 			if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-				bctx, cancel := context.WithTimeout(ctx, c.every)
-				if err := c.ensureBucket(bctx); err == nil {
+				if c.recreateBucket(ctx) {
 					c.log.Info().Str("bucket", c.bucket).Msg("recreated the rate budget bucket")
 				}
-				cancel()
 			}
 			failing = true
 			w, updates = nil, nil
@@ -592,10 +598,11 @@ func (c *Coordinator) sent(e *entry) float64 {
 	return float64(e.rel.lastSecond(time.Now().UnixNano())) / e.rate
 }
 
-// claim returns what this replica claims of k: its share, a raise it asks for, and what it
-// sent in the last second (sent, a fraction of the rate). A replica whose share was lowered keeps the calls it made under
-// the old one in the upstream's sliding second, and Admit holds it back until they are out;
-// the others may take only what it does not still use.
+// claim returns what this replica claims of k: the highest of its share, a raise it asks
+// for, and what it sent in the last second (sent, a fraction of the rate). A replica whose
+// share was lowered keeps the calls it made under the old one in the upstream's sliding
+// second, and Admit holds it back until they are out; the others may take only what it
+// does not still use.
 func (c *Coordinator) claim(k key, e *entry, sent float64) float64 {
 	claim := max(e.cur.Load().share, sent)
 	if want, ok := c.intents[k]; ok {
@@ -666,11 +673,9 @@ func (c *Coordinator) publish(ctx context.Context) {
 		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
 			// The bucket may have gone with a restarted server: make it again, watch anew.
-			bctx, cancel := context.WithTimeout(ctx, c.every)
-			if c.ensureBucket(bctx) == nil {
+			if c.recreateBucket(ctx) {
 				c.rewatch = true
 			}
-			cancel()
 		}
 		clear(c.intents) // not claimed
 		c.intentRev = 0

@@ -259,7 +259,7 @@ func TestChildrenRunNiced(t *testing.T) {
 	// Fields after the command's closing parenthesis: state is field 3, nice field 19.
 	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
 	if len(fields) < 17 || fields[16] != fmt.Sprint(childNice) {
-		t.Fatalf("nice of the child %v, want %d (stat %s)", fields[16:17], childNice, stat)
+		t.Fatalf("the child's nice is not %d: /proc/%d/stat %s", childNice, pid, stat)
 	}
 	if code, inTime := p.term(5 * time.Second); !inTime || code != -1 {
 		t.Fatalf("SIGTERM: exit code %d, in time %v; want the program ended by the signal", code, inTime)
